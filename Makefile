@@ -1,0 +1,52 @@
+# Lips & Voices. Two commands do everything:
+#   make book   -> environment, every chapter under the `cpu` profile, HTML book
+#   make test   -> environment, unit tests, every chapter under `smoke`, strict book build
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= cpu
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.avlib-installed
+# The CPU torch pin: without it pip pulls the multi-GB CUDA build (see constraints.txt).
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: book test venv unit smoke smoke-book run build clean distclean benchmarks
+
+book: venv
+	$(PY) -m avlib.book run --profile $(PROFILE)
+	$(PY) -m avlib.book build --profile $(PROFILE)
+
+test: venv unit smoke smoke-book
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --progress-bar off -e '.[book,test]'
+	$(PY) -m pip check
+	@touch $@
+
+unit: venv
+	$(PY) -m pytest -q
+
+smoke: venv
+	$(PY) -m avlib.book run --profile smoke --no-progress
+
+smoke-book: venv
+	$(PY) -m avlib.book build --profile smoke
+
+# One chapter with other parameters, e.g. make run ONLY=00_corpus PARAMS="-p n_speakers=4"
+run: venv
+	$(PY) -m avlib.book run --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(PARAMS)
+
+build: venv
+	$(PY) -m avlib.book build --profile $(PROFILE)
+
+benchmarks: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build
+
+distclean: clean
+	rm -rf $(VENV)

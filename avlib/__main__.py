@@ -1,0 +1,5 @@
+import sys
+
+from avlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The embedded corpus: synthesized speech, articulated mouths, rendered faces, real file layouts."""
