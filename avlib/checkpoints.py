@@ -1,0 +1,397 @@
+"""Checkpoint I/O: official ``.pth`` files loaded safely, our own saved as safetensors + JSON.
+
+Official files (spec §1.4, §2.6, §3.3) come in three shapes:
+
+* a bare state dict (``syncnet_v2.model``), written by 2016-17 PyTorch and therefore probably
+  without the ``num_batches_tracked`` buffers that BatchNorm has had since PyTorch 0.4;
+* ``{"state_dict", "optimizer", "global_step", "global_epoch"}`` (Wav2Lip's
+  ``lipsync_expert.pth``, VocaLiST's ``vocalist_5f_lrs2.pth``), keys possibly prefixed by
+  ``module.`` when saved from ``nn.DataParallel``;
+* ``{"state_dict"}`` alone (``pure_MTDVocaLiST.pth``).
+
+:func:`load_official` reads any of them with ``torch.load(..., weights_only=True)`` (no
+arbitrary code runs while unpickling), repairs what is safe to repair, and otherwise fails with
+a :class:`CheckpointMismatch` naming the offending keys. :func:`save_checkpoint` /
+:func:`load_checkpoint` handle the project's own files: ``<name>.safetensors`` (tensors) next to
+``<name>.json`` (model config, user metadata, a SHA-256 of the tensor file).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file as _load_safetensors
+from safetensors.torch import save_file as _save_safetensors
+from torch import nn
+
+from avlib.models import build_model
+
+WRAPPER_KEYS = ("state_dict", "model", "net")  # checked in this order
+DATA_PARALLEL_PREFIX = "module."
+BN_COUNTER = "num_batches_tracked"
+CHECKPOINT_FORMAT = "avlib-checkpoint/1"
+_MAX_LISTED = 5
+
+
+class CheckpointMismatch(RuntimeError):
+    """The checkpoint's keys or shapes do not fit the model."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file holds pickled objects other than tensors and plain containers."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_official` had to do to load a file.
+
+    Attributes:
+        source: file path, or ``"<state dict>"`` for an in-memory dict.
+        unwrapped: wrapper keys descended through (e.g. ``["state_dict"]``).
+        ignored_entries: other top-level entries of the file (``optimizer``, ``global_step``...).
+        stripped_prefix: number of keys that lost a ``module.`` prefix.
+        filled_buffers: ``num_batches_tracked`` buffers absent from the file, set to 0. They
+            only matter for BatchNorm with ``momentum=None``; running statistics are untouched.
+        missing, unexpected: keys left unloaded / ignored (only non-empty when ``strict=False``).
+        n_tensors: tensors copied into the model.
+    """
+
+    source: str
+    unwrapped: list[str] = field(default_factory=list)
+    ignored_entries: list[str] = field(default_factory=list)
+    stripped_prefix: int = 0
+    filled_buffers: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    n_tensors: int = 0
+
+    def __str__(self) -> str:
+        lines = [f"loaded {self.n_tensors} tensors from {self.source}"]
+        if self.unwrapped:
+            lines.append(f"  unwrapped: {' -> '.join(self.unwrapped)}")
+        if self.ignored_entries:
+            lines.append(f"  ignored entries: {', '.join(self.ignored_entries)}")
+        if self.stripped_prefix:
+            lines.append(f"  stripped '{DATA_PARALLEL_PREFIX}' from {self.stripped_prefix} keys")
+        if self.filled_buffers:
+            lines.append(f"  filled {len(self.filled_buffers)} missing {BN_COUNTER} buffers with 0")
+        if self.missing:
+            lines.append(f"  missing (left at init): {_first(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  unexpected (ignored): {_first(self.unexpected)}")
+        return "\n".join(lines)
+
+
+def _first(keys: list[str], limit: int = _MAX_LISTED) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+# --------------------------------------------------------------------------- official files
+def read_official(path: str | os.PathLike) -> object:
+    """Unpickle an official ``.pth`` with ``weights_only=True`` on the CPU.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file needs arbitrary Python objects to unpickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"{path} contains pickled Python objects other than tensors, so it was refused "
+            "(loading it would run code from the file). Official checkpoints hold only tensors "
+            "and plain containers: check that this is the file you meant. If you trust it, "
+            "extract its state dict in a separate session and pass the dict to load_official. "
+            f"torch said: {_unpickler_reason(err)}"
+        ) from err
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The informative part of torch's weights-only refusal (which global was rejected)."""
+    message = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in message:
+        reason = message.split(marker, 1)[1].strip()
+        return reason.split(" Please use", 1)[0].splitlines()[0]
+    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _unwrap(obj: object, report: LoadReport) -> Mapping[str, torch.Tensor]:
+    """Descend through ``{"state_dict": ...}``-style wrappers to the tensor mapping."""
+    while isinstance(obj, Mapping) and not _is_state_dict(obj):
+        wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if wrapper is None:
+            break
+        report.unwrapped.append(wrapper)
+        report.ignored_entries.extend(str(k) for k in obj if k != wrapper)
+        obj = obj[wrapper]
+    if not isinstance(obj, Mapping):
+        raise CheckpointMismatch(
+            f"{report.source} holds a {type(obj).__name__}, not a state dict "
+            f"(a mapping of parameter names to tensors)"
+        )
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad or not obj:
+        raise CheckpointMismatch(
+            f"{report.source} does not hold a state dict: entries that are not tensors: "
+            f"{_first(bad) if bad else '(empty mapping)'}; top-level wrappers understood: "
+            f"{', '.join(WRAPPER_KEYS)}"
+        )
+    return obj
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+    """Remove leading ``module.`` (added by ``nn.DataParallel``) from every key."""
+    cleaned: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new_key = key
+        while new_key.startswith(DATA_PARALLEL_PREFIX):
+            new_key = new_key[len(DATA_PARALLEL_PREFIX):]
+        if new_key != key:
+            report.stripped_prefix += 1
+        if new_key in cleaned:
+            raise CheckpointMismatch(
+                f"{report.source}: key {key!r} collides with {new_key!r} once the "
+                f"'{DATA_PARALLEL_PREFIX}' prefix is removed"
+            )
+        cleaned[new_key] = value
+    return cleaned
+
+
+def _fill_bn_counters(
+    state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor], report: LoadReport
+) -> None:
+    """Add zero ``num_batches_tracked`` buffers to BatchNorm layers whose statistics are present."""
+    for key, reference in expected.items():
+        if not key.endswith("." + BN_COUNTER) or key in state:
+            continue
+        layer = key[: -len(BN_COUNTER)]
+        # Only when the rest of that BatchNorm came with the file; otherwise the layer is
+        # genuinely missing and must be reported as such.
+        if layer + "running_mean" in state:
+            state[key] = torch.zeros_like(reference)
+            report.filled_buffers.append(key)
+
+
+def check_state_dict(
+    expected: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    strict: bool = True,
+) -> tuple[list[str], list[str]]:
+    """Compare key sets and shapes; return ``(missing, unexpected)`` keys.
+
+    Raises:
+        CheckpointMismatch: a shape differs, or (``strict``) a key is missing or unexpected.
+            The message names the first offending keys with expected vs found shapes.
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if wrong_shape:
+        problems.append(
+            f"{len(wrong_shape)} shape mismatches: "
+            + "; ".join(
+                f"{k}: model expects {tuple(expected[k].shape)}, file has {tuple(state[k].shape)}"
+                for k in wrong_shape[:_MAX_LISTED]
+            )
+        )
+    if strict and missing:
+        problems.append(
+            f"{len(missing)} missing keys: "
+            + "; ".join(f"{k} {tuple(expected[k].shape)}" for k in missing[:_MAX_LISTED])
+        )
+    if strict and unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected keys: "
+            + "; ".join(f"{k} {tuple(state[k].shape)}" for k in unexpected[:_MAX_LISTED])
+        )
+    if problems:
+        raise CheckpointMismatch(
+            f"{source} does not fit the model:\n  " + "\n  ".join(problems) + "\n"
+            "Check the model class and its size options (official files need the default "
+            "widths), or pass strict=False to load the matching part."
+        )
+    return missing, unexpected
+
+
+def load_official(
+    model: nn.Module,
+    path_or_state: str | os.PathLike | Mapping,
+    strict: bool = True,
+) -> LoadReport:
+    """Load an official checkpoint (file path or already-loaded object) into ``model``.
+
+    Repairs applied, each recorded in the returned :class:`LoadReport`: descend through
+    ``state_dict`` / ``model`` / ``net`` wrappers, strip ``module.`` prefixes, fill missing
+    BatchNorm ``num_batches_tracked`` counters with 0. Anything else that differs raises
+    :class:`CheckpointMismatch` (shape differences raise even with ``strict=False``).
+    """
+    if isinstance(path_or_state, Mapping):
+        report = LoadReport(source="<state dict>")
+        raw: object = path_or_state
+    else:
+        report = LoadReport(source=str(path_or_state))
+        raw = read_official(path_or_state)
+    state = _strip_prefix(_unwrap(raw, report), report)
+    expected = model.state_dict()
+    _fill_bn_counters(state, expected, report)
+    report.missing, report.unexpected = check_state_dict(expected, state, report.source, strict)
+    model.load_state_dict(state, strict=strict)
+    report.n_tensors = len(state) - len(report.unexpected)
+    return report
+
+
+# --------------------------------------------------------------------------- own checkpoints
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _temp_path(final: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<name>.safetensors, <name>.json)`` for a path given with or without either suffix."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    return Path(f"{path}.safetensors"), Path(f"{path}.json")
+
+
+def save_checkpoint(
+    path_without_ext: str | os.PathLike,
+    model: nn.Module,
+    config: Mapping | None = None,
+    extra: Mapping | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<name>.safetensors`` (the state dict) and ``<name>.json`` atomically.
+
+    Args:
+        path_without_ext: destination without suffix (folders are created).
+        model: the model to save.
+        config: ``{"name", "kwargs"}`` that :func:`avlib.models.build_model` understands;
+            ``None`` uses ``model.config``.
+        extra: JSON-serialisable metadata (training steps, metrics, data hash...).
+
+    Returns:
+        The two paths written. The JSON is written last, so a JSON file implies a complete
+        tensor file; it also records the tensor file's SHA-256.
+    """
+    if config is None:
+        config = getattr(model, "config", None)
+        if config is None:
+            raise ValueError("model has no .config; pass config={'name': ..., 'kwargs': {...}}")
+    tensors_path, json_path = _checkpoint_paths(path_without_ext)
+    tensors_path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": CHECKPOINT_FORMAT,
+        "config": dict(config),
+        "extra": dict(extra or {}),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    try:
+        json.dumps(document)
+    except TypeError as err:
+        raise ValueError(f"config and extra must be JSON-serialisable: {err}") from err
+
+    # safetensors refuses views and shared storage: hand it contiguous CPU copies.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp_tensors = tmp_json = None
+    try:
+        tmp_tensors = _temp_path(tensors_path)
+        tmp_json = _temp_path(json_path)
+        _save_safetensors(tensors, str(tmp_tensors), metadata={"format": CHECKPOINT_FORMAT})
+        document["sha256"] = _sha256(tmp_tensors)
+        tmp_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp_tensors, tensors_path)
+        os.replace(tmp_json, json_path)
+    finally:
+        for tmp in (tmp_tensors, tmp_json):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+    return tensors_path, json_path
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> dict:
+    """The JSON document saved next to a checkpoint (config, extra, sha256, versions)."""
+    _, json_path = _checkpoint_paths(path)
+    if not json_path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint metadata not found: {json_path} (save_checkpoint writes it last; a "
+            "missing file means the save did not complete)"
+        )
+    document = json.loads(json_path.read_text())
+    if document.get("format") != CHECKPOINT_FORMAT or "config" not in document:
+        raise ValueError(
+            f"{json_path} is not an avlib checkpoint description ({CHECKPOINT_FORMAT})"
+        )
+    return document
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model_factory: Callable | type[nn.Module] | None = None,
+    verify_hash: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by :func:`save_checkpoint` and load its weights strictly.
+
+    Args:
+        path: ``<name>``, ``<name>.safetensors`` or ``<name>.json``.
+        model_factory: ``None`` (use the registry: :func:`avlib.models.build_model`), a model
+            class (called with ``config["kwargs"]``) or a function ``config -> model``.
+        verify_hash: compare the tensor file with the SHA-256 recorded in the JSON.
+
+    Returns:
+        ``(model in eval mode, config)``.
+    """
+    tensors_path, json_path = _checkpoint_paths(path)
+    document = read_checkpoint_info(path)
+    if not tensors_path.is_file():
+        raise FileNotFoundError(f"checkpoint tensors not found: {tensors_path}")
+    if verify_hash and document.get("sha256") and _sha256(tensors_path) != document["sha256"]:
+        raise CheckpointMismatch(
+            f"{tensors_path} does not match the SHA-256 recorded in {json_path}: the file was "
+            "changed or replaced after saving"
+        )
+    config = document["config"]
+    if model_factory is None:
+        model = build_model(config)
+    elif inspect.isclass(model_factory):
+        model = model_factory(**config.get("kwargs", {}))
+    else:
+        model = model_factory(config)
+    state = _load_safetensors(str(tensors_path))
+    check_state_dict(model.state_dict(), state, str(tensors_path), strict=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), config
