@@ -60,7 +60,8 @@ def test_notebook_skeleton(chapter):
         positions.append(hits[0])
     assert positions == sorted(positions), f"sections must come in the order {SKELETON}"
     text = "\n".join(md)
-    assert "{cite}" in text or "{cite:" in text, "cite the papers where they are introduced"
+    assert re.search(r"\{(foot)?cite(:\w+)?\}`", text), "cite the papers where they are introduced"
+    assert ":filter: docname in docnames" in text, "end with the chapter's own reference list"
 
 
 def test_chapters_have_unique_numbers():
@@ -132,7 +133,7 @@ def test_cited_keys_exist():
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     sources = [c.path.read_text() for c in CHAPTERS] + [p.read_text() for p in (ROOT / "book").glob("*.md")]
     for text in sources:
-        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+        for group in re.findall(r"\{(?:foot)?cite(?::\w+)?\}`([^`]+)`", text):
             for key in group.split(","):
                 assert key.strip() in keys, f"unknown citation key {key!r}"
 

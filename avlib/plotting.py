@@ -1,0 +1,143 @@
+"""One plotting style for the whole book, and the players readers use to watch and listen.
+
+Figures use :func:`figure` (consistent sizes, a perceptual colormap, no top/right spines);
+frames are shown with :func:`show_frames`; audio and video are embedded with :func:`audio_player`
+and :func:`video_player`, and :func:`frame_scrubber` gives an ipywidgets slider over a clip.
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+
+#: Perceptual colormap for spectrograms and maps, diverging one for signed values.
+CMAP = "magma"
+CMAP_DIVERGING = "RdBu_r"
+#: Colours for recurring meanings: audio, video/mouth, ground truth, prediction.
+COLORS = {"audio": "#2b6f9e", "mouth": "#c0445a", "truth": "#333333", "pred": "#e08a1e",
+          "seen": "#2b6f9e", "unseen": "#c0445a"}
+WIDTH = 8.0  # inches: the text width of the book's pages
+
+_STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "figure.figsize": (WIDTH, 3.0),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.25,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "image.cmap": CMAP,
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (idempotent)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(_STYLE)
+
+
+def figure(nrows: int = 1, ncols: int = 1, height: float = 3.0, width: float = WIDTH, **kwargs):
+    """``plt.subplots`` with the book's style and width; returns (fig, axes)."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    kwargs.setdefault("constrained_layout", True)
+    return plt.subplots(nrows, ncols, figsize=(width, height), **kwargs)
+
+
+def save(fig, path: str | Path) -> Path:
+    """Save a figure (PNG) into the artifacts folder, creating parents."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def show_frames(frames: np.ndarray, titles: list[str] | None = None, ncols: int | None = None,
+                size: float = 1.3, suptitle: str | None = None, bgr: bool = False):
+    """A grid of images (N,H,W,3) uint8 RGB (or BGR with ``bgr=True``) or (N,H,W) gray."""
+    frames = np.asarray(frames)
+    n = len(frames)
+    ncols = ncols or min(n, 8)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = figure(nrows, ncols, height=size * nrows + (0.3 if suptitle else 0),
+                       width=size * ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = frames[i][..., ::-1] if (bgr and frames[i].ndim == 3) else frames[i]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+        if titles:
+            ax.set_title(titles[i], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def audio_player(wav: np.ndarray, sr: int = 16000):
+    """An HTML audio player for a mono waveform (embedded in the notebook)."""
+    from IPython.display import Audio
+
+    return Audio(np.asarray(wav, dtype=np.float32), rate=sr, normalize=True)
+
+
+def video_player(path: str | Path, width: int = 240):
+    """An HTML5 video player with the mp4 embedded (base64), so the static book plays it."""
+    from IPython.display import HTML
+
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return HTML(f'<video width="{width}" controls preload="metadata" '
+                f'src="data:video/mp4;base64,{data}"></video>')
+
+
+def _png(frame: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+    if not ok:
+        raise ValueError("could not encode frame as PNG")
+    return buf.tobytes()
+
+
+def frame_scrubber(frames: np.ndarray, fps: float = 25.0, labels: list[str] | None = None):
+    """An ipywidgets scrubber over RGB frames (T,H,W,3): a slider, a play button, frame and time.
+
+    Live in Jupyter; in the static book the widget shows its first frame.
+    """
+    import ipywidgets as w
+
+    pngs = [_png(f) for f in frames]
+    image = w.Image(value=pngs[0], format="png", width=2 * frames.shape[2])
+    slider = w.IntSlider(value=0, min=0, max=len(frames) - 1, description="frame")
+    play = w.Play(value=0, min=0, max=len(frames) - 1, interval=int(1000 / fps))
+    w.jslink((play, "value"), (slider, "value"))
+    caption = w.Label()
+
+    def update(change=None):
+        i = slider.value
+        image.value = pngs[i]
+        text = f"t = {i / fps:.2f} s"
+        if labels:
+            text += f"   {labels[i]}"
+        caption.value = text
+
+    slider.observe(update, names="value")
+    update()
+    return w.VBox([image, w.HBox([play, slider]), caption])
+
+
+def filmstrip(frames: np.ndarray, step: int = 1, max_frames: int = 16, labels=None,
+              fps: float = 25.0):
+    """A row of frames (every ``step``-th) labelled with their time: the static scrubber."""
+    idx = list(range(0, len(frames), step))[:max_frames]
+    titles = [f"{i / fps:.2f}s" + (f"\n{labels[i]}" if labels else "") for i in idx]
+    return show_frames(np.asarray(frames)[idx], titles=titles, ncols=len(idx), size=0.95)
+
