@@ -224,38 +224,46 @@ plotting.save(fig, figures / "homophenes.png");
 # Lips move before the sound they shape: the mouth opens for a vowel, and closes for /b/ or
 # /m/, tens of milliseconds before the acoustic event. The corpus makes the mouth lead the audio
 # by `lead_frames` (one frame, 40 ms, by default). The cross-correlation between the jaw opening
-# and the audio energy envelope peaks at that lead.
+# and the audio energy envelope, averaged over sentences, peaks at that lead.
 
 # %%
-n_frames = make.GRID_FRAMES
-wav = np.zeros(n_frames * make.SAMPLES_PER_FRAME, np.float32)
-wav[: len(utt.wav)] = utt.wav[: len(wav)]
-mouth = articulation.mouth_trajectory(utt.phonemes, n_frames, fps=25, lead_frames=lead_frames)
-energy = np.sqrt((wav.reshape(n_frames, -1) ** 2).mean(1))
-jaw = mouth[:, INDEX["jaw_open"]]
-
-
 def xcorr(a, b, max_lag=6):
+    """Normalised cross-correlation r[k] = mean(a[t] b[t+k]) for k in -max_lag..max_lag."""
     a, b = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
     lags = np.arange(-max_lag, max_lag + 1)
     return lags, np.array([np.mean(a[max(0, -k):len(a) - max(0, k)] * b[max(0, k):len(b) - max(0, -k)])
                            for k in lags])
 
 
-lags, r = xcorr(jaw, energy)
+def mouth_and_energy(u, n_frames=make.GRID_FRAMES):
+    wav = np.zeros(n_frames * make.SAMPLES_PER_FRAME, np.float32)
+    wav[: len(u.wav)] = u.wav[: len(wav)]
+    m = articulation.mouth_trajectory(u.phonemes, n_frames, fps=25, lead_frames=lead_frames)
+    return m[:, INDEX["jaw_open"]], np.sqrt((wav.reshape(n_frames, -1) ** 2).mean(1))
+
+
+jaw, energy = mouth_and_energy(utt)
+# One sentence is noisy; average the cross-correlation over several sentences and voices.
+curves = []
+for k in range(20):
+    s_k = text.grid_sentence(rng)
+    v_k = speech.Voice(**speakers[k % len(speakers)]["voice"])
+    curves.append(xcorr(*mouth_and_energy(speech.synthesize(text.grid_spoken_text(s_k.words), v_k)))[1])
+lags = np.arange(-6, 7)
+r = np.mean(curves, axis=0)
 best_lag = int(lags[np.argmax(r)])
 fig, axes = plotting.figure(1, 2, height=2.6, gridspec_kw={"width_ratios": [3, 1]})
-tt = np.arange(n_frames) / 25
+tt = np.arange(len(jaw)) / 25
 axes[0].plot(tt, energy / energy.max(), color=plotting.COLORS["audio"], label="audio RMS envelope")
 axes[0].plot(tt, jaw / jaw.max(), color=plotting.COLORS["mouth"], label="jaw opening (mouth)")
 axes[0].set(xlabel="time (s)", title="Mouth opening against the audio envelope")
 axes[0].legend(loc="upper right")
 axes[1].bar(lags, r, color="0.6")
 axes[1].bar([best_lag], [r.max()], color=plotting.COLORS["mouth"])
-axes[1].set(xlabel="audio lag (frames)", title="cross-correlation")
+axes[1].set(xlabel="audio lag (frames)", title="mean cross-correlation")
 plotting.save(fig, figures / "lead.png")
-print(f"the audio envelope best matches the jaw opening {best_lag} frame(s) later "
-      f"(configured lead: {lead_frames} frame)")
+print(f"averaged over 20 sentences, the audio envelope best matches the jaw opening {best_lag} "
+      f"frame(s) later (configured lead: {lead_frames} frame)")
 
 # %% [markdown]
 # ## Making the corpus
@@ -337,24 +345,25 @@ plotting.save(fig, figures / "speakers.png");
 # %%
 rng_check = np.random.default_rng(seed + 1)
 order = rng_check.permutation(len(grid_clips))
-found, gaps, jaws = 0, [], []
-checked = 0
+found, checked, gaps, jaws = 0, 0, [], []
 t0 = time.perf_counter()
-with faces.FaceDetector() as detector, faces.FaceMesher(static_image_mode=False) as mesher:
+with faces.FaceDetector() as detector:
     for i in order:
         if checked >= check_frames:
             break
         c = grid_clips[i]
         frames, _ = media.read_video(corpus_dir / c["video"])
-        tr = make.read_truth(corpus_dir, c)
-        mouth_c = np.asarray(tr["mouth"])
-        for k in range(min(len(frames), check_frames - checked)):
-            checked += 1
-            found += bool(detector.detect(frames[k]))
-            lm = mesher.landmarks(frames[k])
-            if lm is not None and mouth_c[k, INDEX["lip_close"]] < 0.5:
-                gaps.append(faces.lip_gap(lm))
-                jaws.append(mouth_c[k, INDEX["jaw_open"]])
+        mouth_c = np.asarray(make.read_truth(corpus_dir, c)["mouth"])
+        # the mesh tracks faces from frame to frame: a fresh tracker per clip
+        with faces.FaceMesher(static_image_mode=False) as mesher:
+            for k in range(min(len(frames), check_frames - checked)):
+                checked += 1
+                found += bool(detector.detect(frames[k]))
+                lm = mesher.landmarks(frames[k])
+                # sealed lips (/p b m/) show no gap whatever the jaw does: compare open-lip frames
+                if lm is not None and mouth_c[k, INDEX["lip_close"]] < 0.5:
+                    gaps.append(faces.lip_gap(lm))
+                    jaws.append(mouth_c[k, INDEX["jaw_open"]])
 detection_rate = found / checked
 lip_r = float(np.corrcoef(gaps, jaws)[0, 1])
 check = {"frames": checked, "detection_rate": detection_rate, "lip_gap_jaw_r": lip_r,

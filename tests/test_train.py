@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from avlib import train
+from avlib.models import SyncNetColor
+
+
+def _problem():
+    w_true = torch.tensor([[2.0, -1.0, 0.5]])
+
+    def sample(rng):
+        x = torch.from_numpy(rng.normal(size=(16, 3)).astype(np.float32))
+        return {"x": x, "y": x @ w_true.T}
+
+    def step(model, batch):
+        loss = torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
+        return loss, {}
+
+    return sample, step
+
+
+def _eval(model):
+    x = torch.eye(3)
+    return {"w_err": float((model(x).squeeze() - model.bias - torch.tensor([2.0, -1.0, 0.5])).abs().max())}
+
+
+def test_trainer_learns_and_logs(tmp_path):
+    sample, step = _problem()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    cfg = train.TrainConfig(steps=300, lr=0.05, eval_every=100, ckpt_every=100, log_every=50)
+    hist = train.Trainer(model, sample, step, cfg, tmp_path, evaluate=_eval).fit(progress=False)
+    assert [r["step"] for r in hist.eval] == [100, 200, 300]
+    assert hist.eval[-1]["w_err"] < 0.05
+    assert hist.train[-1]["loss"] < hist.train[0]["loss"]
+    assert (tmp_path / "last.json").is_file() and (tmp_path / "last.optim.safetensors").is_file()
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    sample, step = _problem()
+    cfg = train.TrainConfig(steps=60, lr=0.01, eval_every=30, ckpt_every=20, log_every=10)
+    torch.manual_seed(1)
+    full = torch.nn.Linear(3, 1)
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    train.Trainer(full, sample, step, cfg, tmp_path / "full").fit(progress=False)
+
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def dying_step(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 45:
+            raise Killed
+        return step(model, batch)
+
+    part = torch.nn.Linear(3, 1)
+    part.load_state_dict(init)
+    with pytest.raises(Killed):
+        train.Trainer(part, sample, dying_step, cfg, tmp_path / "part").fit(progress=False)
+    assert json.loads((tmp_path / "part" / "last.json").read_text())["step"] == 40
+    again = torch.nn.Linear(3, 1)
+    resumed = train.Trainer(again, sample, step, cfg, tmp_path / "part")
+    resumed.fit(progress=False)
+    for k in init:
+        assert torch.equal(again.state_dict()[k], full.state_dict()[k])
+
+
+def test_time_limit_stops_early(tmp_path):
+    sample, step = _problem()
+    cfg = train.TrainConfig(steps=10**6, lr=0.01, time_limit_s=0.3, log_every=10)
+    hist = train.Trainer(torch.nn.Linear(3, 1), sample, step, cfg, tmp_path).fit(progress=False)
+    assert hist.stopped_early and "time limit" in hist.stopped_early
+
+
+def test_non_finite_loss_is_reported(tmp_path):
+    def sample(rng):
+        return {}
+
+    def step(model, batch):
+        return model.weight.sum() * float("nan"), {}
+
+    with pytest.raises(FloatingPointError, match="learning rate"):
+        train.Trainer(torch.nn.Linear(3, 1), sample, step, train.TrainConfig(steps=3), tmp_path).fit(progress=False)
+
+
+def test_train_or_load_policies(tmp_path):
+    calls = []
+
+    def build():
+        return SyncNetColor(width=0.0625)
+
+    def fit(model, workdir):
+        calls.append(workdir)
+        return train.History(eval=[{"step": 1, "loss": 0.5}])
+
+    cfg = {"width": 0.0625}
+    with pytest.raises(FileNotFoundError, match="02_syncnet"):
+        train.train_or_load("expert", cfg, build, fit, "load", tmp_path, producer="02_syncnet")
+    m1, h1, f1 = train.train_or_load("expert", cfg, build, fit, "auto", tmp_path)
+    m2, h2, f2 = train.train_or_load("expert", cfg, build, fit, "auto", tmp_path)
+    assert len(calls) == 1 and f1 == f2 and h2.eval == [{"step": 1, "loss": 0.5}]
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+    assert not list(f1.glob("last.*"))
