@@ -1,0 +1,129 @@
+"""Training pairs for sync models, drawn from the clip store exactly as each paper drew them.
+
+Every sync model of the book sees a 5-frame video window and 0.2 s of audio (5 frames = 3200
+samples = 16 mel frames at 80 Hz = 20 MFCC frames at 100 Hz) and learns whether they belong
+together. What differs is how the pairs are made:
+
+- **SyncNet** (Chung & Zisserman 2016, contrastive loss): a genuine pair is a video window and the
+  audio at the same time; a false pair moves the audio by a few frames (``2 <= |shift| <=
+  max_shift``). Inputs: 5 SyncNet-geometry crops, raw 0-255 BGR, (3, 5, S, S); MFCC (1, 13, 20).
+- **Wav2Lip expert** (``color_syncnet_train.py``): a random frame f; the mel window is always
+  ``mel[int(80 f / 25) : +16]``; with probability 0.5 the video window starts at f (y = 1), else
+  at another frame of the same clip whose window does not overlap (y = 0). Inputs: the lower half
+  of five 96x96 BGR face crops /255, frame-major (15, 48, 96); mel (1, 80, 16).
+- **VocaLiST** (``train_vocalist_lrs2.py``): positive = frames f..f+4 with audio samples
+  ``[640 f, 640 f + 3200)``; negative (p = 0.5) = audio from another start in the same clip. When
+  the positive window is nearly silent (RMS <= 0.01), negatives are redrawn (up to 10 times) until
+  one is not, so that "silence vs speech" is not the cue learned. The mel (VocaLiST's, no
+  pre-emphasis) is computed from the 3200-sample chunk and its 17th frame dropped: (1, 80, 16).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from avlib import audio as A
+from avlib.store import ClipStore
+
+WINDOW = A.SYNC_WINDOW_FRAMES  # 5 video frames
+FACE_STREAM = "face96"
+SYNCNET_STREAM = "syncnet"
+RMS_SILENT = 0.01
+
+
+def lower_half(frames: np.ndarray) -> np.ndarray:
+    """(5, 96, 96, 3) uint8 BGR faces -> (15, 48, 96) float32 in [0, 1]: rows 48-95 of each frame,
+    channels frame-major (f0 B, G, R, f1 B, G, R, ...), as the Wav2Lip expert and VocaLiST expect."""
+    half = frames[:, frames.shape[1] // 2:, :, :].astype(np.float32) / 255.0
+    return np.ascontiguousarray(half.transpose(0, 3, 1, 2).reshape(-1, *half.shape[1:3]))
+
+
+def syncnet_video(frames: np.ndarray) -> np.ndarray:
+    """(5, S, S, 3) uint8 BGR -> (3, 5, S, S) float32 raw 0-255, syncnet_python's lip input."""
+    return np.ascontiguousarray(frames.astype(np.float32).transpose(3, 0, 1, 2))
+
+
+class SyncPairs:
+    """Samples sync training batches from the clips of one split of a :class:`ClipStore`."""
+
+    def __init__(self, store: ClipStore, split="train", dataset=None, min_frames: int = 3 * WINDOW):
+        self.store = store
+        self.clips = [c["id"] for c in store.select(split=split, dataset=dataset, min_frames=min_frames)]
+        if not self.clips:
+            raise ValueError(f"no clip of split {split!r} with at least {min_frames} frames in "
+                             f"{store.root}; preprocess more data or choose another split")
+        self.n_frames = {c: store.n_frames(c) for c in self.clips}
+
+    def _clip_and_frame(self, rng: np.random.Generator) -> tuple[str, int]:
+        clip = self.clips[int(rng.integers(len(self.clips)))]
+        return clip, int(rng.integers(0, self.n_frames[clip] - WINDOW + 1))
+
+    def _other_frame(self, rng, clip: str, f: int, min_distance: int = WINDOW) -> int:
+        """A start frame of the same clip at least ``min_distance`` frames from ``f``."""
+        last = self.n_frames[clip] - WINDOW
+        choices = [g for g in range(last + 1) if abs(g - f) >= min_distance]
+        return int(choices[int(rng.integers(len(choices)))])
+
+    # ---- Wav2Lip expert ----------------------------------------------------------------------
+    def expert_batch(self, rng: np.random.Generator, batch_size: int) -> dict:
+        faces, mels, ys = [], [], []
+        for _ in range(batch_size):
+            clip, f = self._clip_and_frame(rng)
+            y = float(rng.random() < 0.5)
+            v = f if y else self._other_frame(rng, clip, f)
+            faces.append(lower_half(self.store.frames(clip, FACE_STREAM, v, WINDOW)))
+            mel = self.store.feature(clip, "wav2lip_mel")
+            mels.append(A.mel_window(mel, f, at_end="pad"))
+            ys.append(y)
+        return {"faces": torch.from_numpy(np.stack(faces)),
+                "mel": torch.from_numpy(np.stack(mels)[:, None].astype(np.float32)),
+                "y": torch.tensor(ys)}
+
+    # ---- SyncNet -----------------------------------------------------------------------------
+    def syncnet_batch(self, rng: np.random.Generator, batch_size: int, max_shift: int = 15,
+                      min_shift: int = 2) -> dict:
+        frames, mfccs, ys = [], [], []
+        for _ in range(batch_size):
+            clip, f = self._clip_and_frame(rng)
+            y = float(rng.random() < 0.5)
+            a = f
+            if not y:
+                last = self.n_frames[clip] - WINDOW
+                shifts = [s for s in range(-max_shift, max_shift + 1)
+                          if abs(s) >= min_shift and 0 <= f + s <= last]
+                if not shifts:  # clip too short for a false pair here: make it genuine
+                    y = 1.0
+                else:
+                    a = f + int(shifts[int(rng.integers(len(shifts)))])
+            frames.append(syncnet_video(self.store.frames(clip, SYNCNET_STREAM, f, WINDOW)))
+            mfccs.append(A.mfcc_window(self.store.feature(clip, "syncnet_mfcc"), a, at_end="pad"))
+            ys.append(y)
+        return {"frames": torch.from_numpy(np.stack(frames)),
+                "mfcc": torch.from_numpy(np.stack(mfccs)[:, None].astype(np.float32)),
+                "y": torch.tensor(ys)}
+
+    # ---- VocaLiST ----------------------------------------------------------------------------
+    def vocalist_batch(self, rng: np.random.Generator, batch_size: int) -> dict:
+        faces, chunks, ys = [], [], []
+        for _ in range(batch_size):
+            clip, f = self._clip_and_frame(rng)
+            pos = self.store.audio(clip, f, WINDOW, pad=True)
+            y = float(rng.random() < 0.5)
+            chunk = pos
+            if not y:
+                for _try in range(10):
+                    g = self._other_frame(rng, clip, f, min_distance=1)
+                    chunk = self.store.audio(clip, g, WINDOW, pad=True)
+                    if _rms(pos) > RMS_SILENT or _rms(chunk) > RMS_SILENT:
+                        break
+            faces.append(lower_half(self.store.frames(clip, FACE_STREAM, f, WINDOW)))
+            chunks.append(chunk)
+            ys.append(y)
+        wav = torch.from_numpy(np.stack(chunks))
+        mel = A.vocalist_mel_torch(wav)[..., :16]  # 3200 samples -> 17 frames; drop the last
+        return {"faces": torch.from_numpy(np.stack(faces)), "mel": mel[:, None].float(),
+                "y": torch.tensor(ys)}
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
