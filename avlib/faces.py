@@ -22,6 +22,9 @@ along the lower lip.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -158,6 +161,7 @@ class _Solution:
     """Shared open/close and context-manager logic of the two wrappers."""
 
     _solution = None
+    _started = False
 
     def close(self) -> None:
         """Release the mediapipe graph; the object cannot be used afterwards."""
@@ -184,7 +188,36 @@ class _Solution:
         with warnings.catch_warnings():
             # mediapipe 0.10.14 calls a protobuf API deprecated in protobuf 4: harmless noise
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype", category=UserWarning)
-            return self._solution.process(frame)
+            if self._started:
+                return self._solution.process(frame)
+            with _native_stderr_silenced():  # the graph starts (and logs) on the first frame
+                self._started = True
+                return self._solution.process(frame)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence file descriptor 2 while a mediapipe graph is built or started.
+
+    Its C++ side (TFLite, absl) prints INFO/W lines ("Created TensorFlow Lite XNNPACK delegate",
+    "Feedback manager requires a model with a single signature") straight to fd 2, ignoring
+    Python's logging and GLOG variables; in notebooks they would land in every chapter's output.
+    Only the start-up is silenced: errors while processing frames still show.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class FaceDetector(_Solution):
@@ -202,8 +235,9 @@ class FaceDetector(_Solution):
             raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
         self.model_selection = model_selection
         self.min_confidence = float(min_confidence)
-        self._solution = _face_detection.FaceDetection(
-            min_detection_confidence=self.min_confidence, model_selection=model_selection)
+        with _native_stderr_silenced():
+            self._solution = _face_detection.FaceDetection(
+                min_detection_confidence=self.min_confidence, model_selection=model_selection)
 
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (H, W, 3), highest score first (empty list if none)."""
@@ -238,11 +272,12 @@ class FaceMesher(_Solution):
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
         self.static_image_mode = bool(static_image_mode)
         self.refine_landmarks = bool(refine_landmarks)
-        self._solution = _face_mesh.FaceMesh(
-            static_image_mode=self.static_image_mode, max_num_faces=1,
-            refine_landmarks=self.refine_landmarks,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence)
+        with _native_stderr_silenced():
+            self._solution = _face_mesh.FaceMesh(
+                static_image_mode=self.static_image_mode, max_num_faces=1,
+                refine_landmarks=self.refine_landmarks,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence)
 
     @property
     def n_landmarks(self) -> int:

@@ -31,10 +31,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .artifacts import atomic_write_text
 from .corpus.speech import Segment
 
 GRID_TIME_UNITS_PER_S = 25000
@@ -54,22 +54,11 @@ class FormatError(ValueError):
 
 
 def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8, LF line ends) to ``path`` via a temporary file + os.replace."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FormatError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Atomic write that refuses to create folders (a dataset file goes next to its media)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+        return atomic_write_text(path, text, make_parents=False)
+    except FileNotFoundError as err:
+        raise FormatError(str(err)) from None
 
 
 def _read_lines(path: str | os.PathLike) -> tuple[list[str], bool]:
