@@ -451,6 +451,15 @@ class VocaLiST(nn.Module):
             ((n_layers, B, heads, L, T)).
         """
         video, audio = self.prenets(faces, mel)
+        return self.forward_tokens(video, audio, return_features=return_features,
+                                   return_attention=return_attention)
+
+    def forward_tokens(self, video: torch.Tensor, audio: torch.Tensor, *,
+                       return_features: bool = False, return_attention: bool = False):
+        """The network after its prenets: video tokens (B, T, D) and audio tokens (B, L, D) ->
+        logit (B,) (and extras, as :meth:`forward`). Evaluation scores one video window against
+        31 audio windows; computing each window's tokens once and pairing them here saves 30
+        prenet passes per window."""
         av_out, av_layers, av_attn = self.av_transformer(audio, video)
         va_out, va_layers, va_attn = self.va_transformer(video, audio)
         mem_out, mem_layers, mem_attn = self.mem_transformer(av_out, va_out)
