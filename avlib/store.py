@@ -940,3 +940,29 @@ class ClipStore:
             for split, paths in lists.items():
                 _write_text_atomic(folder / f"{safe_name(split)}.txt", "".join(p + "\n" for p in paths))
         return len(rels)
+
+
+# -- where a chapter finds its store
+CURRENT = "current.json"
+
+
+def find_store(artifacts_root=None, data_root=None) -> "ClipStore":
+    """The store a chapter should read: ``data_root`` when it is a store folder, else the one the
+    preprocessing chapter recorded in ``<artifacts_root>/store/current.json``."""
+    if data_root and (Path(data_root) / MANIFEST).is_file():
+        return ClipStore(data_root)
+    pointer = Path(artifacts_root or ".") / "store" / CURRENT
+    if not pointer.is_file():
+        hint = (f"{data_root} is not a clip store (no {MANIFEST}); preprocess it with "
+                "`avlib preprocess --dataset ... --root ... --out ...` and pass the output folder"
+                if data_root else "run chapter 01_preprocessing with the same profile first "
+                "(avlib book run --only 01_preprocessing)")
+        raise StoreError(f"no clip store under {artifacts_root}: {hint}")
+    return ClipStore(json.loads(pointer.read_text())["path"])
+
+
+def record_current(artifacts_root, store_root) -> None:
+    """Remember ``store_root`` as the store later chapters of this profile read."""
+    from avlib.artifacts import atomic_write_json
+
+    atomic_write_json(Path(artifacts_root) / "store" / CURRENT, {"path": str(Path(store_root).resolve())})

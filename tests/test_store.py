@@ -423,3 +423,17 @@ def test_export_refuses_a_clip_folder_inside_another(tmp_path):
         st.export_jpeg_layout(tmp_path / "out", stream="face")
     assert not (tmp_path / "out").exists()
     assert st.export_jpeg_layout(tmp_path / "out", stream="face", clip_ids=["spk/00001"]) == 1
+
+
+def test_find_store_pointer_and_errors(tmp_path):
+    from avlib.store import StoreError, find_store, record_current
+
+    with pytest.raises(StoreError, match="01_preprocessing"):
+        find_store(tmp_path / "artifacts")
+    with pytest.raises(StoreError, match="not a clip store"):
+        find_store(tmp_path / "artifacts", data_root=tmp_path)
+    root = tmp_path / "store"
+    StoreWriter(root).finalize()
+    record_current(tmp_path / "artifacts", root)
+    assert find_store(tmp_path / "artifacts").root == root.resolve()
+    assert find_store(None, data_root=root).root == root
