@@ -1,7 +1,9 @@
 """Preprocessing: decoded clips -> face tracks, lip landmarks, model crops and audio features.
 
 One clip goes through these steps (:func:`preprocess_clip`); a dataset is a loop over clips
-with resume, sharding and worker processes (:func:`preprocess_dataset`, ``avlib preprocess``):
+with resume, sharding and worker processes (:func:`preprocess_dataset`, ``avlib preprocess``),
+and :func:`store_artifact` makes a dataset's store a book product that later chapters find.
+The steps:
 
 1. **Decode** with :mod:`avlib.media` to RGB at a constant 25 fps (any frame rate, VFR included,
    is resampled by timestamps) and 16 kHz mono audio on the same clock. Frames larger than
@@ -110,6 +112,7 @@ __all__ = [
     "shard_of",
     "parse_shard",
     "preprocess_dataset",
+    "store_artifact",
     "add_arguments",
     "main_from_args",
 ]
@@ -206,7 +209,13 @@ class PreprocessConfig:
 
     Attributes:
         crops: crop streams to make, a subset of :data:`CROPS`.
-        features: audio features to store, a subset of :data:`FEATURES`.
+        features: audio features to store, a subset of :data:`FEATURES`. The default leaves out
+            ``vocalist_mel``: VocaLiST computes its mel from the stored audio (training chunks and
+            evaluation alike), and a third float feature would make the store larger than the
+            per-frame JPEG layout it replaces.
+        feature_dtype: "float16" (default) or "float32". Stored features only feed training
+            (evaluation recomputes them from the audio in float32); float16 keeps ~3 significant
+            digits (a Wav2Lip mel step of 0.002 near its +-4 range) at half the bytes.
         syncnet_size: side of the SyncNet crop in pixels (224 = SyncNet v2; 112 for a CPU model).
         max_gap: detection gaps of at most this many frames are filled by linear interpolation
             of the box coordinates (held at the clip's ends); longer gaps count as missing.
@@ -230,7 +239,8 @@ class PreprocessConfig:
     """
 
     crops: tuple[str, ...] = CROPS
-    features: tuple[str, ...] = FEATURES
+    features: tuple[str, ...] = ("wav2lip_mel", "syncnet_mfcc")
+    feature_dtype: str = "float16"
     syncnet_size: int = 224
     max_gap: int = 5
     max_missing: float = 0.2
@@ -254,6 +264,8 @@ class PreprocessConfig:
         bad = [f for f in self.features if f not in FEATURES]
         if bad or len(set(self.features)) != len(self.features):
             raise ValueError(f"features must be distinct names from {FEATURES}, got {self.features}")
+        if self.feature_dtype not in ("float16", "float32"):
+            raise ValueError(f"feature_dtype must be 'float16' or 'float32', got {self.feature_dtype!r}")
         if not 16 <= int(self.syncnet_size) <= 1024:
             raise ValueError(f"syncnet_size must be 16..1024 pixels (224 for SyncNet v2), got {self.syncnet_size}")
         if int(self.max_gap) < 0:
@@ -1027,7 +1039,7 @@ def _process(item, writer, cfg: PreprocessConfig, detector, mesher, meta: dict) 
                            f"frames (max_missing={cfg.max_missing})", {"face_track": stats}, n)
     streams = make_crops(frames, track, landmarks, cfg)
     fitted, audio_info = fit_audio(audio, n)
-    features = {name: _FEATURE_FUNCS[name](fitted) for name in cfg.features}
+    features = {name: _FEATURE_FUNCS[name](fitted).astype(cfg.feature_dtype) for name in cfg.features}
     features["face_boxes"] = track.boxes.astype(np.float32)
     features["face_state"] = track.state
     features["mesh_found"] = found
@@ -1216,6 +1228,106 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
     })
     summary["manifest"] = writer.finalize()
     return summary
+
+
+# ============================================================================ the store as a book artifact
+
+
+def _corpus_identity(corpus: Path) -> dict:
+    """What determines a corpus's clips: its generation settings (or, for a corpus folder
+    without them, its resolved path)."""
+    from avlib.corpus.make import load_manifest
+
+    manifest = load_manifest(corpus)
+    if isinstance(manifest.get("config"), dict):
+        return {"corpus_config": manifest["config"], "n_clips": manifest.get("n_clips")}
+    return {"path": str(Path(corpus).resolve())}
+
+
+def store_artifact(cfg: PreprocessConfig, artifacts_root: str | os.PathLike, *, dataset: str = "corpus",
+                   data_root: str | os.PathLike | None = None, kinds: Sequence[str] | None = None,
+                   split: str | None = None, split_file: str | os.PathLike | None = None,
+                   policy: str = "auto", workers: int = 1, progress: bool = True,
+                   record: bool = True) -> Path:
+    """The clip store of a dataset as a book product: ``<artifacts_root>/store/<key>/``.
+
+    Args:
+        cfg: the preprocessing settings.
+        artifacts_root: the profile's artifacts root (:func:`avlib.artifacts.resolve_artifacts_root`).
+        dataset: ``"corpus"`` (default) preprocesses the avlib corpus that
+            :func:`avlib.corpus.make.find_corpus` finds (``data_root`` when given, else the one
+            chapter 00_corpus recorded); any other name of :data:`avlib.datasets.DATASETS` reads
+            that real dataset from ``data_root``.
+        data_root: the dataset folder (required for real datasets).
+        kinds: corpus only: keep these kinds of clips (``"grid"``, ``"lrw"``, ``"sync"``); None
+            keeps every kind.
+        split, split_file: restrict the clips as :func:`avlib.datasets.list_clips` does.
+        policy: ``ckpt_policy``: "load" (the store must exist), "train" (remake it), "auto".
+        workers, progress: as :func:`preprocess_dataset`.
+        record: remember the store with :func:`avlib.store.record_current`, so that later
+            chapters get it from :func:`avlib.store.find_store` ``(artifacts_root)``.
+
+    The key hashes ``cfg``, the dataset, ``kinds``/``split``/``split_file`` and the source's
+    identity (a corpus: its generation settings; a real dataset: its resolved folder), so other
+    settings never pick up a stale store. Resumable: an interrupted run continues in
+    ``<key>.partial``, where the store writer skips finished and rejected clips. The product's
+    metadata (:func:`avlib.artifacts.read_metadata`) is the run summary of
+    :func:`preprocess_dataset` with the store manifest's ``summary`` under ``"store"``.
+
+    Raises:
+        ValueError: unknown dataset or kind, kinds for a real dataset, a real dataset without
+            ``data_root``, workers < 1. :class:`avlib.artifacts.ArtifactMissing`: ``policy="load"``
+            and no such store. FileNotFoundError: no corpus (run chapter 00_corpus first).
+    """
+    from avlib.artifacts import produce_or_load
+    from avlib.datasets import CORPUS_KINDS, DATASETS, list_clips
+    from avlib.store import record_current
+
+    name = str(dataset).lower()
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if kinds is not None:
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        kinds = sorted(set(kinds))
+        if name != "corpus":
+            raise ValueError(f"kinds selects clips of the avlib corpus; {name} has none (pass kinds=None)")
+        bad = [k for k in kinds if k not in CORPUS_KINDS]
+        if bad or not kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {CORPUS_KINDS} (or None for all), got {kinds}")
+    if name == "corpus":
+        from avlib.corpus.make import find_corpus
+
+        source = find_corpus(artifacts_root, data_root)
+        identity = _corpus_identity(source)
+    else:
+        if data_root is None:
+            raise ValueError(f"dataset {name!r} is read from data_root: pass the dataset folder "
+                             "(see avlib.datasets for its layout)")
+        source = Path(data_root).expanduser().resolve()
+        identity = {"path": str(source)}
+    split_path = None if split_file is None else str(Path(split_file).expanduser().resolve())
+    key = {"preprocess": cfg.to_dict(), "dataset": name, "source": identity, "kinds": kinds,
+           "split": split, "split_file": split_path}
+
+    def produce(folder: Path) -> dict:
+        items = list_clips(name, source, split=split, split_file=split_path)
+        if kinds is not None:
+            items = [it for it in items if it.extra.get("kind") in kinds]
+            if not items:
+                raise ValueError(f"the corpus at {source} has no clips of kinds {kinds}")
+        summary = preprocess_dataset(items, folder, cfg, workers=workers, progress=progress)
+        manifest = summary.pop("manifest")
+        summary.update(store=manifest["summary"], dataset=name, source=str(source), kinds=kinds)
+        return summary
+
+    folder = produce_or_load("store", key, produce, policy, artifacts_root,
+                             producer="01_preprocessing", resumable=True)
+    if record:
+        record_current(artifacts_root, folder)
+    return folder
 
 
 # ============================================================================ command line

@@ -12,7 +12,7 @@ audio features, optional lip landmarks and its metadata::
         <stream>.jpg.bin             the T JPEG images of the stream, concatenated
         <stream>.idx.npy             int64 byte offsets (T + 1,): frame i is bin[idx[i]:idx[i+1]]
         audio.npy                    int16 PCM at 16 kHz (N,)
-        features/<name>.npy          float32 features, e.g. wav2lip_mel (80, 1 + N // 200)
+        features/<name>.npy          float32 (or float16) features, e.g. wav2lip_mel (80, 1 + N // 200)
         landmarks.npy                float32 (T, K, 2) pixels, optional
       rejected/<safe id>.json        clips the preprocessing rejected: reason code, detail, metadata
 
@@ -350,7 +350,8 @@ def _check_features(features: dict | None) -> dict[str, np.ndarray]:
         _check_name(name, "feature")
         arr = np.asarray(value)
         if np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32, copy=False)
+            if arr.dtype != np.float16:  # float16 is kept: a caller's choice to halve the size
+                arr = arr.astype(np.float32, copy=False)
             if arr.size and not np.isfinite(arr).all():
                 raise ValueError(f"feature {name!r} contains NaN or inf")
         elif not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):

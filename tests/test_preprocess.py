@@ -408,7 +408,8 @@ def test_corpus_store_streams_shapes_and_orders(corpus_items, corpus_store):
         assert store.frames(item.id, "mouth96", 0, 5).dtype == np.uint8
         assert meta["n_samples"] == 640 * n
         assert store.feature(item.id, "wav2lip_mel").shape == (80, 1 + 640 * n // 200)
-        assert store.feature(item.id, "vocalist_mel").shape == (80, 1 + 640 * n // 200)
+        assert store.feature(item.id, "wav2lip_mel").dtype == np.float16  # the default feature_dtype
+        assert "vocalist_mel" not in meta["features"]  # computed from the audio where needed
         assert store.feature(item.id, "syncnet_mfcc").shape[0] == 13
         assert store.landmarks(item.id).shape == (n, 40, 2)
         track = meta["face_track"]
@@ -720,3 +721,72 @@ def test_preprocess_clip_result_and_own_detector(tmp_path):
     result = pp.preprocess_clip(item_for(text), writer, CFG)
     assert (result["status"], result["reason"]) == ("rejected", "not_media")
     assert writer.done("x") and writer.done("one")
+
+
+# ============================================================================ the store as a book artifact
+
+
+def test_store_artifact_resumes_records_and_reloads(corpus, corpus_items, tmp_path, monkeypatch):
+    from avlib.artifacts import ArtifactMissing, atomic_write_json, read_metadata
+    from avlib.store import find_store
+
+    root = tmp_path / "artifacts"
+    # Chapter 00 records its corpus here; store_artifact finds it without data_root.
+    atomic_write_json(root / "corpus" / "current.json", {"path": str(corpus)})
+    cfg = PreprocessConfig(syncnet_size=112, crops=("face96", "syncnet"), features=("wav2lip_mel",))
+    lrw_ids = sorted(it.id for it in corpus_items if it.extra["kind"] == "lrw")
+    assert len(lrw_ids) == 2
+
+    # A run killed after its first clip leaves a .partial store that the rerun completes.
+    real_clip = pp.preprocess_clip
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "preprocess_clip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pp.store_artifact(cfg, root, kinds=["lrw"], workers=1, progress=False)
+    assert [p.name for p in (root / "store").iterdir() if p.name.endswith(".partial")]
+    assert not (root / "store" / "current.json").exists()
+    monkeypatch.setattr(pp, "preprocess_clip", real_clip)
+
+    folder = pp.store_artifact(cfg, root, kinds=["lrw"], workers=1, progress=False)
+    assert folder.parent == root / "store" and not folder.name.endswith(".partial")
+    summary = read_metadata(folder)["metadata"]
+    assert summary["skipped"] == 1 and summary["processed"] == 1 and summary["rejected"] == {}
+    assert summary["store"]["n_clips"] == 2 and summary["kinds"] == ["lrw"]
+    store = find_store(root)
+    assert store.root == folder and sorted(store.ids) == lrw_ids
+    assert sorted(store.meta(lrw_ids[0])["streams"]) == ["face96", "syncnet"]
+    assert store.meta(lrw_ids[0])["extra"]["kind"] == "lrw"
+
+    # auto and load reuse the finished store without preprocessing anything.
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished store must be loaded, not remade")
+
+    monkeypatch.setattr(pp, "preprocess_dataset", must_not_run)
+    assert pp.store_artifact(cfg, root, kinds=["lrw"], policy="auto", progress=False) == folder
+    assert pp.store_artifact(cfg, root, kinds="lrw", data_root=corpus, policy="load") == folder
+    # Other settings are another product: under "load" it is missing, with the producer named.
+    with pytest.raises(ArtifactMissing, match="01_preprocessing"):
+        pp.store_artifact(PreprocessConfig(syncnet_size=96), root, kinds=["lrw"], policy="load")
+    with pytest.raises(ArtifactMissing):
+        pp.store_artifact(cfg, root, kinds=["grid", "lrw"], policy="load")
+
+
+def test_store_artifact_rejects_bad_arguments(corpus, tmp_path):
+    root = tmp_path / "artifacts"
+    with pytest.raises(ValueError, match="kinds"):
+        pp.store_artifact(CFG, root, data_root=corpus, kinds=["faces"])
+    with pytest.raises(ValueError, match="kinds"):
+        pp.store_artifact(CFG, root, dataset="grid", data_root=corpus, kinds=["grid"])
+    with pytest.raises(ValueError, match="data_root"):
+        pp.store_artifact(CFG, root, dataset="lrs2")
+    with pytest.raises(ValueError, match="dataset"):
+        pp.store_artifact(CFG, root, dataset="voxceleb", data_root=corpus)
+    with pytest.raises(FileNotFoundError, match="00_corpus"):
+        pp.store_artifact(CFG, root)  # no corpus recorded under this root
