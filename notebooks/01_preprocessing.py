@@ -199,8 +199,8 @@ pd.DataFrame(conversions).T
 # %% [markdown]
 # ## Finding the face
 #
-# The detector is mediapipe's BlazeFace. Its box runs from the eyebrows to the chin; the S3FD
-# detector that Wav2Lip and syncnet_python use draws taller boxes, from the forehead down, so the
+# The detector is mediapipe's BlazeFace {cite}`bazarevsky2019blazeface`. Its box runs from the eyebrows to the chin; the S3FD
+# detector {cite}`zhang2017s3fd` that Wav2Lip and syncnet_python use draws taller boxes, from the forehead down, so the
 # box is extended to match (`preprocess.FACE_BOX_EXTEND`). The SyncNet window is wider again: a
 # square around the face centre reaching further down than up, so the chin and the neck are in.
 # The face mesh gives 468 landmarks; the 40 lip points (outer and inner contour) are stored with
