@@ -1169,7 +1169,7 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
     processed now), ``seconds``, ``frames_per_s``, ``clips_per_s``, ``workers``, ``shard``, and
     ``manifest``: the store manifest from :meth:`avlib.store.StoreWriter.finalize`.
     """
-    from tqdm.auto import tqdm
+    from avlib.progress import progress_bar
 
     from avlib.store import StoreWriter
 
@@ -1190,7 +1190,7 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
                "frames": 0, "workers": int(workers),
                "shard": None if shard_t is None else f"{shard_t[0]}/{shard_t[1]}"}
     t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="preprocess", unit="clip", disable=not progress, file=sys.stdout)
+    bar = progress_bar(len(todo), "preprocess", "clip", disable=not progress)
 
     def account(result: dict) -> None:
         summary["frames"] += result["frames"]

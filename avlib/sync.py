@@ -947,9 +947,9 @@ def evaluate_sync(
     records, skipped, kept = [], [], {}
     iterator = clips
     if progress:
-        from tqdm.auto import tqdm
+        from avlib.progress import progress_bar
 
-        iterator = tqdm(clips, desc="sync accuracy", unit="clip")
+        iterator = progress_bar(desc="sync accuracy", unit="clip", iterable=clips)
     for item in iterator:
         if not isinstance(item, (tuple, list)) or len(item) != 5:
             raise ValueError(

@@ -151,12 +151,11 @@ class Trainer:
 
     def fit(self, progress: bool = True) -> History:
         """Train up to ``cfg.steps`` updates (resuming if possible); returns the history."""
-        from tqdm.auto import tqdm
+        from avlib.progress import progress_bar
 
         resumed = self.resume()
         cfg = self.cfg
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="training", unit="step",
-                   disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(cfg.steps, "training", "step", initial=self.step, disable=not progress)
         if resumed:
             bar.set_postfix_str(f"resumed at step {self.step}")
         self.model.train()

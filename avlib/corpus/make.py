@@ -356,7 +356,7 @@ def _remove_stale_temporaries(root: Path) -> int:
 def make_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int | None = None,
                 progress: bool = True) -> dict:
     """Generate (or finish) the corpus of ``cfg`` in folder ``out``; returns the manifest."""
-    from tqdm.auto import tqdm
+    from avlib.progress import progress_bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -380,8 +380,7 @@ def make_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int | None =
     done_before = len(jobs) - len(todo)
     # Sync clips are remuxed from finished GRID test clips: make them in a second phase.
     phases = [[j for j in todo if j["kind"] != "sync"], [j for j in todo if j["kind"] == "sync"]]
-    bar = tqdm(total=len(jobs), initial=done_before, desc="corpus clips", unit="clip",
-               disable=not progress, file=sys.stdout)
+    bar = progress_bar(len(jobs), "corpus clips", "clip", initial=done_before, disable=not progress)
     if workers == 1:
         _init_worker(str(out), cfg.key_fields(), by_id)
         for phase in phases:
