@@ -132,6 +132,23 @@ def test_open_vowels_open_the_jaw_more_than_bilabials():
     assert min(jaw["open"]) > max(jaw["bilabial"]) + 0.3
 
 
+def test_closures_raise_the_jaw():
+    """Sealed lips sit on a nearly closed jaw, and /f v/ raise it to the upper teeth, so the
+    visible opening follows jaw_open through consonants (what the face mesh measures)."""
+    utt = synthesize("papa bob father palm, five fat vans", Voice(variant="m3"))
+    times, curve = _curve(utt.phonemes)
+    sealed = curve[:, CLOSE] > 0.9
+    assert sealed.sum() > 100 and curve[sealed, JAW].max() < 0.4
+    by_viseme: dict[str, list[float]] = {"bilabial": [], "labiodental": [], "open_vowel": []}
+    for seg in utt.phonemes:
+        visemes = visemes_of(seg.label)  # monophthongs only: a diphthong's centre is a glide
+        if len(visemes) == 1 and visemes[0] in by_viseme:
+            by_viseme[visemes[0]].append(_at(times, curve, seg.centre)[JAW])
+    assert len(by_viseme["bilabial"]) >= 5 and len(by_viseme["labiodental"]) >= 3
+    assert max(by_viseme["bilabial"]) < 0.2 and max(by_viseme["labiodental"]) < 0.3
+    assert min(by_viseme["open_vowel"]) > 0.6
+
+
 def test_trajectory_shape_range_and_smoothness():
     utt = synthesize("place red by I nine please", Voice(variant="m3"))
     n = n_frames_for(utt.duration)

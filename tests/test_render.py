@@ -179,11 +179,16 @@ def test_spread_round_press_shape_the_lips(still_renderer):
         "press": {"lip_close": 1.0, "lip_press": 1.0}, "closed": {"lip_close": 1.0}}.items()}
     assert _width(lips["spread"]) > _width(lips["rest"]) + 3
     assert _width(lips["round"]) < _width(lips["rest"]) - 3
-    assert _lip_thickness(lips["round"]) > _lip_thickness(lips["rest"]) + 1
+    # rounded lips are pursed, not pouted thicker (a full, narrow mouth reads as open to the mesh)
+    assert _lip_thickness(lips["round"]) < _lip_thickness(lips["rest"])
     assert _lip_thickness(lips["press"]) < _lip_thickness(lips["closed"]) - 2
     # rounding keeps a small opening whose inner contour is much narrower than the mouth
     inner_w = lips["round"][INNER + render.LIP_RIGHT_CORNER, 0] - lips["round"][INNER + render.LIP_LEFT_CORNER, 0]
     assert inner_w < 0.65 * _width(lips["round"]) and inner_gap(lips["round"]) > 1
+    # ... and narrows the aperture of an open jaw rather than widening it
+    jaw = still_renderer.render(mouth_vec(jaw_open=0.4)).lip_landmarks
+    rounded = still_renderer.render(mouth_vec(jaw_open=0.4, lip_round=1.0)).lip_landmarks
+    assert inner_gap(rounded) < inner_gap(jaw) - 2
 
 
 def _colour_near(frame: np.ndarray, colour, tol: float = 12.0) -> np.ndarray:
@@ -331,3 +336,33 @@ def test_mesh_inner_lip_gap_follows_jaw(skin_tone):
     assert r >= 0.8, f"Pearson r = {r:.3f}"
     # the mesh lip landmarks land on the rendered lip contours (same order, a few pixels off)
     assert np.mean(errors) < 4.0
+
+
+@pytest.mark.parametrize("skin_tone", [0.1, 0.95])
+def test_mesh_lip_gap_ignores_rounding_and_spreading(skin_tone):
+    """Speech moves the lips' shape and the jaw together: the mesh lip gap must follow the jaw
+    while rounding and spreading vary independently of it (as they do between /u/, /i/, /a/)."""
+    rng = np.random.default_rng(int(skin_tone * 100) + 7)
+    identity = FaceIdentity.sample(rng, skin_tone=skin_tone)
+    n = 75
+    mouth = np.zeros((n, N_MOUTH))
+    mouth[:, INDEX["jaw_open"]] = smooth_trajectory(rng, n, 0.05, 0.8, every=3)
+    rounding = np.clip(smooth_trajectory(rng, n, -0.5, 1.0, 5), 0, 1)
+    mouth[:, INDEX["lip_round"]] = rounding
+    mouth[:, INDEX["lip_spread"]] = np.clip(smooth_trajectory(rng, n, -0.5, 1.0, 5), 0, 1) * (1 - rounding)
+    clip = render_clip(identity, mouth, seed=31)
+    gaps = []
+    with faces.FaceMesher(static_image_mode=False) as mesher:
+        for frame in clip.frames:
+            landmarks = mesher.landmarks(frame)
+            assert landmarks is not None
+            gaps.append(faces.lip_gap(landmarks))
+    jaw = mouth[:, INDEX["jaw_open"]]
+    r = np.corrcoef(gaps, jaw)[0, 1]
+    assert r >= 0.85, f"Pearson r = {r:.3f}"
+    # least-squares effect of each parameter on the mesh gap, relative to the jaw's
+    design = np.column_stack([jaw, mouth[:, INDEX["lip_round"]], mouth[:, INDEX["lip_spread"]], np.ones(n)])
+    coef = np.linalg.lstsq(design, np.asarray(gaps), rcond=None)[0]
+    assert coef[0] > 0.2
+    assert abs(coef[1]) < 0.2 * coef[0], f"rounding moves the mesh gap: {coef[1]:+.3f} vs jaw {coef[0]:.3f}"
+    assert abs(coef[2]) < 0.15 * coef[0], f"spreading moves the mesh gap: {coef[2]:+.3f} vs jaw {coef[0]:.3f}"

@@ -17,6 +17,10 @@ dominance-weighted mean of all targets,
 dominates ``lip_close`` and ``lip_press`` so strongly that the lips seal fully whatever the
 neighbours, but barely constrains lip rounding, which it inherits from the surrounding vowels
 (the rounded /b/ of "blue"); vowels constrain the jaw softly, so it glides between them.
+Bilabials and labiodentals also dominate the jaw: the jaw rises to bring the lips together (or
+the lower lip to the upper teeth), so sealed lips sit on a nearly closed jaw (``jaw_open``
+about 0.1-0.35 during a /p b m/ closure between open vowels) and the rendered opening, which
+the face mesh measures, follows ``jaw_open`` through closures too.
 
 Time convention: the mouth leads the sound. Trajectories are sampled at frame centres,
 ``t_k = (k + 0.5) / fps``, and the phoneme times are moved earlier by ``lead_frames / fps``.
@@ -114,15 +118,16 @@ _CLASSES: tuple[VisemeClass, ...] = (
     ),
     VisemeClass(
         "bilabial", _vec(jaw_open=0.1, lip_close=1.0, lip_press=0.5),
-        _alpha(0.3, jaw_open=1.5, lip_close=200.0, lip_press=200.0, labiodental=20.0, tongue=5.0),
+        _alpha(0.3, jaw_open=20.0, lip_close=200.0, lip_press=200.0, labiodental=20.0, tongue=5.0),
         160.0, 160.0, (0.05, 0.6),
-        "p b m: lips sealed (full closure is mandatory), rounding borrowed from neighbours",
+        "p b m: lips sealed (full closure is mandatory) on a raised jaw, rounding borrowed from "
+        "neighbours",
     ),
     VisemeClass(
         "labiodental", _vec(jaw_open=0.14, lip_spread=0.2, labiodental=1.0),
-        _alpha(0.3, jaw_open=2.0, lip_close=8.0, lip_press=8.0, labiodental=60.0, tongue=5.0),
+        _alpha(0.3, jaw_open=8.0, lip_close=8.0, lip_press=8.0, labiodental=60.0, tongue=5.0),
         90.0, 90.0, (0.15, 0.75),
-        "f v: lower lip tucked under the upper teeth",
+        "f v: lower lip tucked under the upper teeth, jaw raised to get it there",
     ),
     VisemeClass(
         "dental", _vec(jaw_open=0.22, lip_spread=0.3, tongue=1.0),

@@ -6,7 +6,7 @@ All values lie in [0, 1]:
 
 - ``jaw_open``: vertical opening of the jaw (0 closed, 1 widest vowel such as /a/).
 - ``lip_spread``: horizontal stretch of the lip corners (/i/, /s/).
-- ``lip_round``: rounding and protrusion (/u/, /w/, /o/): narrower, pouted lips.
+- ``lip_round``: rounding (/u/, /w/, /o/): narrower, pursed lips around a smaller opening.
 - ``lip_close``: bilabial closure (/p/, /b/, /m/): 1 means lips sealed, whatever the jaw does.
 - ``lip_press``: compression of the sealed lips (thinner, paler lips: strongest for /p/).
 - ``labiodental``: lower lip tucked under the upper teeth (/f/, /v/).

@@ -65,7 +65,10 @@ _HAIR_COLOURS = np.array([
     (204, 170, 110), (150, 70, 40), (130, 128, 126), (210, 206, 200)], dtype=np.float64)
 _IRIS_COLOURS = np.array([
     (70, 45, 30), (100, 68, 40), (60, 100, 140), (80, 110, 70), (110, 120, 130)], dtype=np.float64)
-_MOUTH_DARK = (58.0, 18.0, 24.0)
+# The mouth cavity is near black: on dark skin and lips only a dark cavity keeps the inner lip
+# edge readable for the face mesh. The line where closed lips meet is a softer shadow.
+_MOUTH_DARK = (12.0, 4.0, 6.0)
+_LIP_SHADOW = (58.0, 18.0, 24.0)
 _TONGUE = (196.0, 92.0, 100.0)
 # Standard-normal quantiles of 256 equiprobable bins (sensor noise lookup table, (1, 256)).
 _GAUSS_QUANTILES = ndtri((np.arange(256) + 0.5) / 256).astype(np.float32).reshape(1, 256)
@@ -155,8 +158,10 @@ class FaceIdentity:
         skin = skin * u(0.95, 1.05, 3)  # slight hue jitter (warmer / pinker / more olive)
         darkness = tone / (len(_SKIN_TONES) - 1)
 
-        # Lips: redder than the skin on light skin, darker and browner-purple on dark skin.
-        lip_target = np.array([185, 70, 85]) * (1 - darkness) + np.array([90, 40, 45]) * darkness
+        # Lips: redder than the skin on light skin, rosy brown on dark skin. Dark lips are not
+        # made darker than the skin: the lips must stand out from the near-black mouth cavity
+        # for the face mesh to find the inner lip edges (see _MOUTH_DARK).
+        lip_target = np.array([185, 70, 85]) * (1 - darkness) + np.array([125, 62, 68]) * darkness
         lip = (0.45 + 0.2 * u()) * skin + (0.55 - 0.2 * u()) * lip_target
         lip = lip * u(0.88, 1.0)
         if rng.random() < 0.12:  # occasional lipstick
@@ -432,14 +437,21 @@ def mouth_shape(identity: FaceIdentity, mouth: np.ndarray) -> MouthShape:
     close, press = m[INDEX["lip_close"]], m[INDEX["lip_press"]]
     labio, tongue = m[INDEX["labiodental"]], m[INDEX["tongue"]]
 
-    half_w = identity.mouth_width * (1 + 0.22 * spread - 0.32 * rnd) * (1 - 0.05 * jaw)
-    thick_gain = (1 + 0.5 * rnd - 0.55 * press) * (1 - 0.18 * spread)
+    # Rounding and spreading change the *width* and shape of the lips; the vertical opening
+    # belongs to the jaw. Calibrated against mediapipe's face mesh on corpus speech: its lip
+    # gap (landmarks 13-14) reads a narrow mouth with full lips as an open one, so rounded
+    # lips are pursed (slightly thinner, not pouted thicker) and do not widen the opening;
+    # see tests/test_render.py::test_mesh_lip_gap_ignores_rounding_and_spreading.
+    half_w = identity.mouth_width * (1 + 0.22 * spread - 0.25 * rnd) * (1 - 0.05 * jaw)
+    thick_gain = (1 - 0.15 * rnd - 0.55 * press) * (1 - 0.18 * spread)
     upper_t = identity.upper_lip * thick_gain
     lower_t = identity.lower_lip * thick_gain * (1 - 0.3 * labio)
 
-    # Opening at the centre: the jaw opens it, rounding keeps a small round hole, the tongue
-    # needs a little room; closure seals it whatever the jaw does.
-    gap = 0.36 * jaw + 0.06 * rnd * (1 - jaw) + 0.05 * tongue * (1 - jaw)
+    # Opening at the centre: the jaw opens it; rounding narrows the aperture (a smaller hole
+    # for the same jaw, a tiny one with the jaw shut), spreading pulls the lips off the teeth
+    # (a little taller); the tongue needs a little room; closure seals it whatever the jaw does.
+    gap = (0.44 * jaw * (1 - 0.4 * rnd + 0.3 * spread) + 0.02 * rnd * (1 - jaw)
+           + 0.05 * tongue * (1 - jaw))
     gap *= 1 - close
     # Labiodental: the lower lip rises under the upper teeth, leaving the teeth edge visible.
     gap = (1 - labio) * gap + labio * 0.06 * (1 - close)
@@ -456,7 +468,7 @@ def mouth_shape(identity: FaceIdentity, mouth: np.ndarray) -> MouthShape:
     # Corners move down a little as the jaw opens; the inner opening is narrower than the
     # outer contour, much narrower (round hole) when rounding.
     corner_y = 0.25 * gap - 0.012 * spread
-    inner_w = half_w * (0.9 - 0.42 * rnd + 0.06 * spread)
+    inner_w = half_w * (0.9 - 0.35 * rnd + 0.06 * spread)
 
     t = _T_LIP
     x_out, x_in = t * half_w, t * inner_w
@@ -467,7 +479,7 @@ def mouth_shape(identity: FaceIdentity, mouth: np.ndarray) -> MouthShape:
     y_inner_l = corner_y + (y_li - corner_y) * lens
 
     # Outer upper contour with a Cupid's bow: peaks at |t|~0.3, notch at the centre.
-    bow = identity.cupid_bow * (1 - 0.5 * rnd)
+    bow = identity.cupid_bow * (1 - 0.3 * rnd)
     top = y_ui - upper_t
     profile_u = (1 - t ** 2) ** 0.55
     bump = np.exp(-((np.abs(t) - 0.32) / 0.2) ** 2)
@@ -943,7 +955,7 @@ class FaceRenderer:
         self._fill(img, [get["upper_lip"]], "upper_lip", _shade(lip, 0.88))
         self._fill(img, [get["shine"]], "shine", _mix(lip, (255, 255, 255), 0.12))
         # one pixel whatever the size: a thicker line would hide the teeth of a small opening
-        cv2.polylines(img, [get["lip_line"]], False, _mix(lip, _MOUTH_DARK, 0.6), 1, _AA, _SHIFT)
+        cv2.polylines(img, [get["lip_line"]], False, _mix(lip, _LIP_SHADOW, 0.6), 1, _AA, _SHIFT)
         self._stroke(img, [get["under_lip"]], "under_lip")
         return px[bounds[-2]:bounds[-1]]
 
