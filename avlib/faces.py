@@ -161,7 +161,6 @@ class _Solution:
     """Shared open/close and context-manager logic of the two wrappers."""
 
     _solution = None
-    _started = False
 
     def close(self) -> None:
         """Release the mediapipe graph; the object cannot be used afterwards."""
@@ -188,11 +187,17 @@ class _Solution:
         with warnings.catch_warnings():
             # mediapipe 0.10.14 calls a protobuf API deprecated in protobuf 4: harmless noise
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype", category=UserWarning)
-            if self._started:
-                return self._solution.process(frame)
-            with _native_stderr_silenced():  # the graph starts (and logs) on the first frame
-                self._started = True
-                return self._solution.process(frame)
+            return self._solution.process(frame)
+
+    def _start_quietly(self, make_solution) -> None:
+        """Build the graph and run it once on a blank frame with fd 2 silenced, so that its
+        start-up logging (emitted by graph threads until the first frame is done) stays out of
+        notebooks. A blank frame holds no face, so a tracking mesher starts from no state."""
+        with _native_stderr_silenced():
+            self._solution = make_solution()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype", category=UserWarning)
+                self._solution.process(np.zeros((64, 64, 3), np.uint8))
 
 
 @contextlib.contextmanager
@@ -202,7 +207,7 @@ def _native_stderr_silenced():
     Its C++ side (TFLite, absl) prints INFO/W lines ("Created TensorFlow Lite XNNPACK delegate",
     "Feedback manager requires a model with a single signature") straight to fd 2, ignoring
     Python's logging and GLOG variables; in notebooks they would land in every chapter's output.
-    Only the start-up is silenced: errors while processing frames still show.
+    Only the start-up is silenced: errors while processing real frames still show.
     """
     try:
         sys.stderr.flush()
@@ -235,9 +240,8 @@ class FaceDetector(_Solution):
             raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence}")
         self.model_selection = model_selection
         self.min_confidence = float(min_confidence)
-        with _native_stderr_silenced():
-            self._solution = _face_detection.FaceDetection(
-                min_detection_confidence=self.min_confidence, model_selection=model_selection)
+        self._start_quietly(lambda: _face_detection.FaceDetection(
+            min_detection_confidence=self.min_confidence, model_selection=model_selection))
 
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB uint8 frame (H, W, 3), highest score first (empty list if none)."""
@@ -272,12 +276,11 @@ class FaceMesher(_Solution):
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
         self.static_image_mode = bool(static_image_mode)
         self.refine_landmarks = bool(refine_landmarks)
-        with _native_stderr_silenced():
-            self._solution = _face_mesh.FaceMesh(
-                static_image_mode=self.static_image_mode, max_num_faces=1,
-                refine_landmarks=self.refine_landmarks,
-                min_detection_confidence=min_detection_confidence,
-                min_tracking_confidence=min_tracking_confidence)
+        self._start_quietly(lambda: _face_mesh.FaceMesh(
+            static_image_mode=self.static_image_mode, max_num_faces=1,
+            refine_landmarks=self.refine_landmarks,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence))
 
     @property
     def n_landmarks(self) -> int:
