@@ -88,9 +88,32 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def product_dir(root: str | os.PathLike, name: str, config: dict) -> Path:
-    """``<root>/<name>/<config key>``: where the product of ``name`` under ``config`` lives."""
-    return Path(root) / name / config_key(config)
+def source_hash(modules: tuple[str, ...] | list[str]) -> str:
+    """Hash of the source files of the named modules or packages (``"avlib.corpus"``): the code
+    that determines a product is part of its key, so editing it remakes the product."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module named {name!r}")
+        if spec.submodule_search_locations:
+            base = Path(next(iter(spec.submodule_search_locations)))
+            files = sorted(base.rglob("*.py"))
+        else:
+            base, files = Path(spec.origin).parent, [Path(spec.origin)]
+        for f in files:
+            h.update(f"{name}:{f.relative_to(base)}".encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def product_dir(root: str | os.PathLike, name: str, config: dict, code: tuple[str, ...] = ()) -> Path:
+    """``<root>/<name>/<key>``: where the product of ``name`` under ``config`` lives; the key
+    hashes the config and the source of the ``code`` modules that make the product."""
+    keyed = {**config, "_code": source_hash(code)} if code else config
+    return Path(root) / name / config_key(keyed)
 
 
 def is_complete(path: str | os.PathLike) -> bool:
@@ -99,12 +122,16 @@ def is_complete(path: str | os.PathLike) -> bool:
 
 def produce_or_load(name: str, config: dict, produce: Callable[[Path], dict | None],
                     policy: str = "auto", root: str | os.PathLike | None = None,
-                    producer: str | None = None, resumable: bool = False) -> Path:
+                    producer: str | None = None, resumable: bool = False,
+                    code: tuple[str, ...] = ()) -> Path:
     """Return the folder holding product ``name`` for ``config``, producing it when needed.
 
     ``produce(folder)`` writes everything into the (temporary) ``folder`` and may return a dict of
     metadata (metrics, timings) stored beside the config in ``artifact.json``. ``producer`` names
     the chapter that makes this product, for the error message under ``policy="load"``.
+
+    ``code`` names the modules whose source determines the product (e.g. ``("avlib.corpus",)``):
+    their hash joins the key, so a product made by older code is not reused.
 
     With ``resumable=True`` the work folder is ``<key>.partial`` and survives a failure or a kill,
     so that a ``produce`` which skips finished pieces (the corpus) continues where it stopped.
@@ -113,7 +140,7 @@ def produce_or_load(name: str, config: dict, produce: Callable[[Path], dict | No
         raise ValueError(f"ckpt_policy must be one of {POLICIES}, got {policy!r}")
     if root is None:
         raise ValueError("pass the artifacts root (resolve_artifacts_root(...))")
-    final = product_dir(root, name, config)
+    final = product_dir(root, name, config, code)
     if policy in ("load", "auto") and is_complete(final):
         return final
     if policy == "load":
@@ -131,6 +158,7 @@ def produce_or_load(name: str, config: dict, produce: Callable[[Path], dict | No
         t0 = time.perf_counter()
         meta = produce(tmp) or {}
         record = {"name": name, "config": config, "key": final.name, "metadata": meta,
+                  "code": {m: source_hash((m,)) for m in code},
                   "seconds": round(time.perf_counter() - t0, 2),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(tmp / _DONE, record)

@@ -1233,12 +1233,21 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
 # ============================================================================ the store as a book artifact
 
 
+#: The code that determines a store: editing it makes chapter 01 preprocess again.
+STORE_CODE = ("avlib.preprocess", "avlib.faces", "avlib.media", "avlib.audio", "avlib.store",
+              "avlib.datasets")
+
+
 def _corpus_identity(corpus: Path) -> dict:
-    """What determines a corpus's clips: its generation settings (or, for a corpus folder
-    without them, its resolved path)."""
+    """What determines a corpus's clips: for a corpus made by chapter 00, its product key (which
+    hashes the generation settings and the generator's code); else its generation settings (or,
+    for a corpus folder without them, its resolved path)."""
+    from avlib.artifacts import is_complete, read_metadata
     from avlib.corpus.make import load_manifest
 
     manifest = load_manifest(corpus)
+    if is_complete(corpus):
+        return {"corpus_product": read_metadata(corpus)["key"]}
     if isinstance(manifest.get("config"), dict):
         return {"corpus_config": manifest["config"], "n_clips": manifest.get("n_clips")}
     return {"path": str(Path(corpus).resolve())}
@@ -1324,7 +1333,7 @@ def store_artifact(cfg: PreprocessConfig, artifacts_root: str | os.PathLike, *, 
         return summary
 
     folder = produce_or_load("store", key, produce, policy, artifacts_root,
-                             producer="01_preprocessing", resumable=True)
+                             producer="01_preprocessing", resumable=True, code=STORE_CODE)
     if record:
         record_current(artifacts_root, folder)
     return folder

@@ -207,12 +207,14 @@ class Trainer:
 
 def train_or_load(name: str, config: dict, build: Callable[[], torch.nn.Module],
                   fit: Callable[[torch.nn.Module, Path], History], policy: str,
-                  artifacts_root: str | Path, producer: str | None = None):
+                  artifacts_root: str | Path, producer: str | None = None,
+                  code: tuple[str, ...] = ()):
     """The trained model for ``config``: loaded if it exists, else trained by ``fit``.
 
     ``build()`` makes a fresh model; ``fit(model, workdir)`` trains it (a :class:`Trainer` with
     ``workdir`` resumes an interrupted run). Returns ``(model, history, folder)``; the model is
-    in eval mode on the CPU, history a :class:`History`.
+    in eval mode on the CPU, history a :class:`History`. ``code`` names the modules whose
+    source determines the result (model, data sampling, loss): see ``produce_or_load``.
     """
 
     def produce(folder: Path) -> dict:
@@ -225,7 +227,7 @@ def train_or_load(name: str, config: dict, build: Callable[[], torch.nn.Module],
         return {"final_eval": history.last_eval(), "stopped_early": history.stopped_early}
 
     folder = produce_or_load(name, config, produce, policy, artifacts_root, producer=producer,
-                             resumable=True)
+                             resumable=True, code=code)
     model, _ = load_checkpoint(folder / "model")
     history = History(**json.loads((folder / "history.json").read_text()))
     return model, history, folder

@@ -62,3 +62,19 @@ def test_resumable_production_keeps_work(tmp_path):
     final = artifacts.produce_or_load("corpus", {"n": 2}, produce, "auto", tmp_path, resumable=True)
     assert attempts == [[], ["piece1"]]
     assert sorted(p.name for p in final.iterdir()) == ["artifact.json", "piece1", "piece2"]
+
+
+def test_code_hash_joins_the_key(tmp_path, monkeypatch):
+    import sys
+
+    pkg = tmp_path / "fakemod.py"
+    pkg.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("fakemod", None)
+    a = artifacts.product_dir(tmp_path, "p", {"n": 1}, code=("fakemod",))
+    pkg.write_text("X = 2\n")
+    b = artifacts.product_dir(tmp_path, "p", {"n": 1}, code=("fakemod",))
+    assert a != b and a.parent == b.parent
+    assert artifacts.product_dir(tmp_path, "p", {"n": 1}) != a
+    with pytest.raises(ValueError, match="no module"):
+        artifacts.source_hash(("no_such_module_xyz",))

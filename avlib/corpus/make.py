@@ -509,6 +509,8 @@ def main_from_args(args: argparse.Namespace) -> int:
 # The corpus as a book artifact
 # --------------------------------------------------------------------------------------------
 CURRENT = "current.json"
+#: The code that determines a corpus: editing it makes chapter 00 generate a new one.
+CORPUS_CODE = ("avlib.corpus", "avlib.media", "avlib.formats")
 
 
 def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy: str = "auto",
@@ -526,7 +528,7 @@ def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy
         return manifest["generation"]
 
     folder = produce_or_load("corpus", cfg.key_fields(), produce, policy, artifacts_root,
-                             producer="00_corpus", resumable=True)
+                             producer="00_corpus", resumable=True, code=CORPUS_CODE)
     atomic_write_json(Path(artifacts_root) / "corpus" / CURRENT, {"path": str(folder)})
     return folder
 
