@@ -638,9 +638,10 @@ size_table
 # Each ratio compares a store row with the per-frame layout above it, on the same clips. The
 # store's streams hold the very JPEG bytes of the per-frame files, so without features the two
 # hold about the same bytes, while on disk each of the many small files of the per-frame layout
-# also wastes part of a file-system block. Stored features cost extra bytes (float32, 80 mel values per 12.5 ms) in
-# exchange for never recomputing them; this is why the profiles store only `wav2lip_mel` and
-# `syncnet_mfcc` and compute VocaLiST's mel from the stored audio when it is needed.
+# also wastes part of a file-system block. Stored features cost extra bytes (80 mel values per
+# 12.5 ms, 13 MFCCs per 10 ms) in exchange for never recomputing them; this is why they are stored
+# as float16 (`feature_dtype`), why the profiles store only `wav2lip_mel` and `syncnet_mfcc`, and
+# why VocaLiST's mel is computed from the stored audio when it is needed.
 
 # %% [markdown]
 # ## The same pipeline on LRS2, LRW and GRID
