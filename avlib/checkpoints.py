@@ -50,6 +50,10 @@ class UnsafeCheckpointError(ValueError):
     """The file holds pickled objects other than tensors and plain containers."""
 
 
+class CorruptCheckpointError(ValueError):
+    """The file is empty, truncated or not a PyTorch checkpoint at all."""
+
+
 @dataclass
 class LoadReport:
     """What :func:`load_official` had to do to load a file.
@@ -103,6 +107,7 @@ def read_official(path: str | os.PathLike) -> object:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafeCheckpointError: the file needs arbitrary Python objects to unpickle.
+        CorruptCheckpointError: the file is empty, truncated or not a checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -110,12 +115,22 @@ def read_official(path: str | os.PathLike) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # not a refused class: bytes that are no pickle
+            raise CorruptCheckpointError(
+                f"{path} is not a readable PyTorch checkpoint: it is empty, truncated or another "
+                f"kind of file (torch said: {_unpickler_reason(err)})") from err
         raise UnsafeCheckpointError(
             f"{path} contains pickled Python objects other than tensors, so it was refused "
             "(loading it would run code from the file). Official checkpoints hold only tensors "
             "and plain containers: check that this is the file you meant. If you trust it, "
             "extract its state dict in a separate session and pass the dict to load_official. "
             f"torch said: {_unpickler_reason(err)}"
+        ) from err
+    except (EOFError, RuntimeError, KeyError, ValueError, AttributeError, IndexError) as err:
+        size = path.stat().st_size
+        raise CorruptCheckpointError(
+            f"{path} ({size} bytes) is not a readable PyTorch checkpoint: it is empty, truncated "
+            f"or another kind of file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from err
 
 

@@ -316,6 +316,9 @@ class SyncResult:
         return self.confidence
 
 
+_PDIST_CHUNK = 1024  # windows per chunk of calc_pdist (bounded memory, identical numbers)
+
+
 def calc_pdist(video_emb, audio_emb, vshift: int = DEFAULT_VSHIFT) -> torch.Tensor:
     """syncnet_python's ``calc_pdist``: distances of each video window to nearby audio windows.
 
@@ -341,9 +344,14 @@ def calc_pdist(video_emb, audio_emb, vshift: int = DEFAULT_VSHIFT) -> torch.Tens
     n, dim = video.shape
     width = 2 * vshift + 1
     padded = F.pad(audio, (0, 0, vshift, vshift))  # zero vectors at both ends
-    candidates = padded.unfold(0, width, 1).permute(0, 2, 1).reshape(n * width, dim)
-    queries = video.repeat_interleave(width, dim=0)
-    return F.pairwise_distance(queries, candidates, eps=_PAIRWISE_EPS).view(n, width)
+    out = torch.empty(n, width, dtype=torch.promote_types(video.dtype, audio.dtype))
+    # In chunks of windows: the (windows x 31, D) pairs of a 10-minute video would need GBs.
+    for a in range(0, n, _PDIST_CHUNK):
+        b = min(n, a + _PDIST_CHUNK)
+        candidates = padded[a:b + 2 * vshift].unfold(0, width, 1).permute(0, 2, 1).reshape(-1, dim)
+        queries = video[a:b].repeat_interleave(width, dim=0)
+        out[a:b] = F.pairwise_distance(queries, candidates, eps=_PAIRWISE_EPS).view(b - a, width)
+    return out
 
 
 def summarise_dists(dists, vshift: int | None = None) -> SyncResult:

@@ -215,3 +215,15 @@ def test_registry_builds_every_model_from_its_config():
         build_model({"name": "wav3lip", "kwargs": {}})
     with pytest.raises(ValueError, match="already registered"):
         register_model("syncnet", SyncNetColor)
+
+
+def test_garbage_files_give_a_clear_error(tmp_path):
+    from avlib.checkpoints import CorruptCheckpointError, read_official
+
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not a checkpoint " * 20)
+    for path in (empty, junk):
+        with pytest.raises(CorruptCheckpointError, match="not a readable PyTorch checkpoint"):
+            read_official(path)

@@ -1,0 +1,349 @@
+"""The sync checker / corrector: ``avlib sync check|fix`` and its Python API."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import weakref
+
+import av
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from avlib import cli, media, synctool
+from avlib import preprocess as pp
+from avlib import sync
+from avlib.audio import SR
+from avlib.checkpoints import save_checkpoint
+from avlib.corpus.articulation import mouth_trajectory
+from avlib.corpus.render import FaceIdentity, render_clip
+from avlib.corpus.speech import Voice, synthesize
+from avlib.models import SyncNet, SyncNetColor
+from avlib.synctool import SyncToolError
+
+#: Audio delay (frames) of the shifted copy: 160 ms late, so SyncNet's sign gives offset -4.
+DELAY = 4
+CROP = 96  # crop side of the test models (the official 224 is needlessly slow here)
+SPEECH = "Bin blue at F two now. Place green by the seven soon please."
+
+
+# --------------------------------------------------------------------------- the oracle model
+class MouthEnergyOracle(nn.Module):
+    """A SyncNet stand-in whose answer is known without training.
+
+    Video window -> the contrast (luminance standard deviation) of the mouth region of each of
+    its 5 crops: an open mouth shows the dark cavity and the bright teeth, a closed one only
+    lips and skin. Audio window -> the log frame energy (MFCC c0) averaged over the 4 MFCC
+    frames of each video frame. Each 5-vector is centred and scaled to unit length, so the L2
+    distance of two windows is sqrt(2 - 2 r), r = their correlation over the 5 frames; a
+    constant last coordinate (equal in both streams, so it cancels between real windows) puts
+    syncnet_python's zero-padded out-of-range windows far away, as real embeddings are.
+    Nothing in it knows about any shift: it only reads pixels and MFCCs.
+    """
+
+    #: Mouth region of a syncnet_python crop (fractions of the crop side): the crop runs from
+    #: one half-size above the face centre to 1.8 below, so the mouth sits just below the middle.
+    ROWS = (0.44, 0.60)
+    COLS = (0.36, 0.64)
+
+    def __init__(self, img_size: int = CROP, far: float = 3.0):
+        super().__init__()
+        self.img_size = img_size
+        self.far = far
+
+    def _embed(self, per_frame: torch.Tensor) -> torch.Tensor:
+        centred = per_frame - per_frame.mean(1, keepdim=True)
+        unit = centred / (centred.norm(dim=1, keepdim=True) + 1e-3)
+        return torch.cat([unit, torch.full_like(unit[:, :1], self.far)], 1)
+
+    def forward_lip(self, frames: torch.Tensor) -> torch.Tensor:
+        s = self.img_size
+        rows = slice(int(self.ROWS[0] * s), int(self.ROWS[1] * s))
+        cols = slice(int(self.COLS[0] * s), int(self.COLS[1] * s))
+        luminance = frames[:, :, :, rows, cols].mean(1)  # (B, 5, h, w)
+        return self._embed(luminance.flatten(2).std(2))  # (B, 5) contrast per frame
+
+    def forward_aud(self, mfcc: torch.Tensor) -> torch.Tensor:
+        energy = mfcc[:, 0, 0, :]  # (B, 20) log energy per 10 ms
+        return self._embed(energy.reshape(-1, 5, 4).mean(2))
+
+
+# --------------------------------------------------------------------------- fixtures
+def talking_face(size: int = 160, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered speaker saying SPEECH, lips in sync with the sound: RGB frames and 16 kHz wav."""
+    utt = synthesize(SPEECH, Voice(variant="m3"))
+    n = len(utt.wav) // 640
+    # lead_frames=0: the mouth shows the sound of the same instant, so the true offset is 0.
+    mouth = mouth_trajectory(utt.phonemes, n, lead_frames=0.0)
+    clip = render_clip(FaceIdentity.sample(np.random.default_rng(seed)), mouth, seed=seed, size=size)
+    return clip.frames, utt.wav[: n * 640]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """The in-sync clip, a copy with the audio delayed by DELAY frames, and the raw data."""
+    root = tmp_path_factory.mktemp("synctool")
+    frames, wav = talking_face()
+    original = media.write_video(root / "talk.mp4", frames, audio=wav, sr=SR)
+    delayed = media.remux_with_shifted_audio(original, root / "talk_late.mp4", DELAY)
+    return {"root": root, "original": original, "delayed": delayed, "frames": frames, "wav": wav}
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    return MouthEnergyOracle()
+
+
+@pytest.fixture(scope="module")
+def oracle_offsets(clips, oracle):
+    """Oracle results on both clips (computed once: several tests compare with them)."""
+    return {name: synctool.check_video(clips[name], oracle, progress=False) for name in ("original", "delayed")}
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory):
+    """A tiny random SyncNet saved as a book checkpoint (.json + .safetensors)."""
+    torch.manual_seed(0)
+    model = SyncNet(width=0.125, img_size=CROP, emb_dim=64)
+    json_path = save_checkpoint(tmp_path_factory.mktemp("weights") / "syncnet_small", model)[1]
+    return json_path
+
+
+def run_cli(*args: str) -> int:
+    return cli.main(["sync", *map(str, args)])
+
+
+def video_packets(path) -> list[bytes]:
+    """The raw bytes of every video packet (to prove the video stream was copied, not re-encoded)."""
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+# --------------------------------------------------------------------------- (a) the CLI end to end
+def test_cli_check_prints_offset_lse_and_plot(clips, small_weights, tmp_path, capsys):
+    plot = tmp_path / "curve.png"
+    assert run_cli("check", clips["delayed"], "--weights", small_weights, "--plot", plot, "--quiet") == 0
+    out = capsys.readouterr().out
+    frames_ms = re.search(r"AV offset\s+([+-]?\d+) frames \(([+-]?\d+) ms\)", out)
+    lse_d = re.search(r"LSE-D\s+([0-9.]+)", out)
+    lse_c = re.search(r"LSE-C\s+(-?[0-9.]+)", out)
+    assert frames_ms and lse_d and lse_c, out
+    offset = int(frames_ms.group(1))
+    assert int(frames_ms.group(2)) == 40 * offset
+    assert re.search(r"(in sync|leads the video by \d+ ms|lags the video by \d+ ms)", out)
+    assert "avlib checkpoint, SyncNet(emb_dim=64, img_size=96, width=0.125)" in out
+    # The printout is the Python API's result, rounded.
+    model = synctool.load_syncnet(small_weights)
+    result = synctool.check_video(clips["delayed"], model, progress=False)
+    assert result.offset == offset
+    assert float(lse_d.group(1)) == pytest.approx(result.min_dist, abs=1e-3)
+    assert float(lse_c.group(1)) == pytest.approx(result.confidence, abs=1e-3)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_fix_with_known_offset_runs_as_a_module(clips, oracle, oracle_offsets, tmp_path):
+    """``python -m avlib sync fix --offset`` needs no weights and realigns the delayed copy."""
+    out = tmp_path / "fixed.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "avlib", "sync", "fix", str(clips["delayed"]), "-o", str(out),
+         "--offset", str(-DELAY), "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"advanced by {40 * DELAY} ms" in proc.stdout and "not re-encoded" in proc.stdout
+    assert video_packets(out) == video_packets(clips["delayed"])
+    back = synctool.check_video(out, oracle, progress=False)
+    assert abs(back.offset - oracle_offsets["original"].offset) <= 1
+
+
+# --------------------------------------------------------------------------- (b) known shifts
+def test_oracle_recovers_the_known_delay(oracle_offsets):
+    original, delayed = oracle_offsets["original"], oracle_offsets["delayed"]
+    assert abs(original.offset) <= 1
+    # Delaying the audio by d frames makes SyncNet report -d (avlib.sync's sign convention).
+    assert abs(delayed.offset - sync.audio_delay_to_offset(DELAY)) <= 1
+    # The curve's minimum moved by the delay: the offsets in between score worse.
+    assert original.offset - delayed.offset in (DELAY - 1, DELAY, DELAY + 1)
+    assert delayed.confidence > 0.1 and original.confidence > 0.1
+
+
+def test_fix_cancels_the_measured_offset(clips, oracle, oracle_offsets, tmp_path):
+    out = tmp_path / "fixed.mp4"
+    done = synctool.fix_video(clips["delayed"], out, model=oracle, progress=False, verify=True)
+    assert done["measured"] and done["offset_frames"] == oracle_offsets["delayed"].offset
+    assert done["shift_frames"] == done["offset_frames"] and done["shift_ms"] == 40 * done["offset_frames"]
+    assert abs(done["residual_offset"]) <= 1
+    # The re-check is a fresh measurement of the written file.
+    assert abs(synctool.check_video(out, oracle, progress=False).offset) <= 1
+    assert video_packets(out) == video_packets(clips["delayed"])
+    assert media.probe(out).has_audio
+
+
+# --------------------------------------------------------------------------- (c) weights
+def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A made-up syncnet_v2.model: the official key names and shapes, random values, and no
+    ``num_batches_tracked`` (2016-17 PyTorch did not have them)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, ref in SyncNet().state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        values = torch.randn(ref.shape, generator=gen)
+        state[key] = values.abs() + 0.5 if key.endswith("running_var") else values
+    return state
+
+
+def test_official_format_weights_load(tmp_path, monkeypatch):
+    state = official_state_dict()
+    path = tmp_path / "syncnet_v2.model"
+    torch.save(state, path)
+    model = synctool.load_syncnet(path)
+    assert isinstance(model, SyncNet) and model.img_size == 224 and not model.training
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert int(loaded["netcnnaud.1.num_batches_tracked"]) == 0
+    # The same file through the environment variable.
+    monkeypatch.setenv(synctool.ENV_WEIGHTS, str(path))
+    from_env = synctool.load_syncnet()
+    assert torch.equal(from_env.state_dict()["netfclip.3.bias"], state["netfclip.3.bias"])
+
+
+def test_book_checkpoint_loads_by_any_of_its_names(small_weights):
+    reference = synctool.load_syncnet(small_weights).state_dict()
+    for name in (small_weights.with_suffix(".safetensors"), small_weights.with_suffix("")):
+        model = synctool.load_syncnet(name)
+        assert model.img_size == CROP and model.emb_dim == 64
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in reference.items())
+
+
+def test_weight_errors_are_clear(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(synctool.ENV_WEIGHTS, raising=False)
+    with pytest.raises(SyncToolError, match=r"--weights FILE.*AVLIB_SYNCNET_WEIGHTS.*syncnet_v2\.model.*\.json"):
+        synctool.load_syncnet()
+    with pytest.raises(SyncToolError, match="weights file not found"):
+        synctool.load_syncnet(tmp_path / "nope.model")
+    monkeypatch.setenv(synctool.ENV_WEIGHTS, str(tmp_path / "gone.model"))
+    with pytest.raises(SyncToolError, match=r"gone\.model \(from \$AVLIB_SYNCNET_WEIGHTS\)"):
+        synctool.load_syncnet()
+    for name, content in (("empty.model", b""), ("text.model", b"hello")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(SyncToolError, match=f"cannot read .*{name} as a PyTorch checkpoint"):
+            synctool.load_syncnet(tmp_path / name)
+    # A state dict of another network (the Wav2Lip expert) is not syncnet_v2.
+    torch.save(SyncNetColor(width=0.125).state_dict(), tmp_path / "expert.pth")
+    with pytest.raises(SyncToolError, match="not a syncnet_v2 state dict"):
+        synctool.load_syncnet(tmp_path / "expert.pth")
+    # A book checkpoint of another model.
+    json_path = save_checkpoint(tmp_path / "expert", SyncNetColor(width=0.125))[1]
+    with pytest.raises(SyncToolError, match="'syncnet_color' model, not a SyncNet"):
+        synctool.load_syncnet(json_path)
+    json_path.with_suffix(".safetensors").unlink()
+    with pytest.raises(SyncToolError, match=r"checkpoint file not found: .*expert\.safetensors"):
+        synctool.load_syncnet(json_path)
+    # The command line turns them into one line on stderr and exit code 1.
+    monkeypatch.delenv(synctool.ENV_WEIGHTS)
+    assert run_cli("check", tmp_path / "any.mp4", "--quiet") == 1
+    assert "avlib sync check: error: no SyncNet weights given" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- (d) input errors
+def test_input_errors_are_clear(clips, oracle, tmp_path, capsys):
+    frames, wav = clips["frames"], clips["wav"]
+    with pytest.raises(SyncToolError, match="video not found"):
+        synctool.check_video(tmp_path / "missing.mp4", oracle, progress=False)
+
+    silent = media.write_video(tmp_path / "silent.mp4", frames[:40])
+    with pytest.raises(SyncToolError, match="has no audio stream"):
+        synctool.check_video(silent, oracle, progress=False)
+
+    # No face: a moving grey gradient with the speech.
+    ramp = np.linspace(40, 200, 160, dtype=np.float32)
+    blank = np.stack([np.broadcast_to((ramp + t)[None, :, None], (160, 160, 3)) for t in range(40)])
+    faceless = media.write_video(tmp_path / "faceless.mp4", blank.astype(np.uint8), audio=wav[: 40 * 640])
+    with pytest.raises(SyncToolError, match="no face found"):
+        synctool.check_video(faceless, oracle, progress=False)
+
+    # Too short: 15 frames. vshift 15 needs 5 + 16 = 21 frames; vshift 5 needs 11.
+    short = media.write_video(tmp_path / "short.mp4", frames[:15], audio=wav[: 15 * 640])
+    with pytest.raises(SyncToolError, match=r"15 usable frames .* at least 21 frames \(0\.84 s\)"):
+        synctool.check_video(short, oracle, progress=False)
+    assert synctool.min_frames(5) == 11
+    assert synctool.check_video(short, oracle, vshift=5, progress=False).n_windows == 10
+
+    with pytest.raises(SyncToolError, match="needs the offset"):
+        synctool.fix_video(short, tmp_path / "out.mp4")
+    with pytest.raises(SyncToolError, match="must be a new file"):
+        synctool.fix_video(short, short, offset=1)
+    with pytest.raises(SyncToolError, match="vshift must be a positive"):
+        synctool.check_video(short, oracle, vshift=0, progress=False)
+
+    assert run_cli("fix", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--offset", "2", "--quiet") == 1
+    assert "avlib sync fix: error: video not found" in capsys.readouterr().err
+
+
+def test_offset_sentences_follow_the_sign_convention():
+    assert synctool.describe_offset(0).startswith("The audio and the video are in sync")
+    assert synctool.describe_offset(3) == (
+        "The audio leads the video by 120 ms (3 frames): the sound comes before the lips move."
+    )
+    assert synctool.describe_offset(-1) == (
+        "The audio lags the video by 40 ms (1 frame): the sound comes after the lips move."
+    )
+
+
+# --------------------------------------------------------------------------- (e) streaming
+class _Tracked(np.ndarray):
+    """An ndarray that owns its memory, so a weakref finalizer tells when it is really freed."""
+
+
+def _tracked_copy(arr: np.ndarray, counter: dict) -> _Tracked:
+    copy = np.ndarray.__new__(_Tracked, arr.shape, arr.dtype)
+    copy[...] = arr
+    counter["made"] += 1
+    counter["live"] += 1
+    counter["peak"] = max(counter["peak"], counter["live"])
+
+    def freed():
+        counter["live"] -= 1
+
+    weakref.finalize(copy, freed)
+    return copy
+
+
+def test_memory_stays_bounded_and_streaming_matches_in_memory(clips, oracle, monkeypatch):
+    decoded = {"made": 0, "live": 0, "peak": 0}
+    crops = {"made": 0, "live": 0, "peak": 0}
+    real_iter, real_crop = media.iter_video, synctool.crop_syncnet
+
+    def counting_iter(*args, **kwargs):
+        for index, frame in real_iter(*args, **kwargs):
+            yield index, _tracked_copy(frame, decoded)
+
+    monkeypatch.setattr(media, "iter_video", counting_iter)
+    monkeypatch.setattr(synctool, "crop_syncnet", lambda *a, **k: _tracked_copy(real_crop(*a, **k), crops))
+    batch = 4
+    streamed = synctool.check_video(clips["original"], oracle, vshift=5, batch_size=batch, progress=False)
+    n_frames = streamed.n_windows + 5
+    assert crops["made"] == n_frames > 10 * batch  # every frame went through, far more than are held
+    assert decoded["made"] == 2 * n_frames  # two passes over the video: faces, then crops
+    assert crops["peak"] <= batch + 5
+    assert decoded["peak"] <= 2
+    assert crops["live"] == decoded["live"] == 0
+
+    # The same pipeline with the whole clip in memory gives the same numbers.
+    monkeypatch.undo()
+    frames, _ = media.read_video(clips["original"])
+    wav = media.read_audio(clips["original"])
+    cfg = pp.PreprocessConfig(syncnet_size=CROP)
+    detector = pp.make_detector(cfg)
+    try:
+        track = pp.track_faces(pp.detect_faces(frames, detector), (frames.shape[2], frames.shape[1]), cfg)
+    finally:
+        detector.close()
+    all_crops = np.stack([pp.crop_syncnet(f, *track.syncnet[t], CROP) for t, f in enumerate(frames)])
+    in_memory = sync.syncnet_offset(oracle, all_crops, wav, vshift=5, batch_size=batch)
+    assert in_memory.offset == streamed.offset
+    np.testing.assert_array_equal(in_memory.mean_dists, streamed.mean_dists)
+    assert in_memory.min_dist == streamed.min_dist and in_memory.confidence == streamed.confidence
