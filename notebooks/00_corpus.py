@@ -464,4 +464,5 @@ pd.Series({k: v for k, v in summary.items() if not isinstance(v, dict)}, name="v
 #
 # ```{bibliography}
 # :filter: docname in docnames
+# :labelprefix: 00-
 # ```

@@ -770,4 +770,5 @@ shutil.rmtree(work, ignore_errors=True)
 #
 # ```{bibliography}
 # :filter: docname in docnames
+# :labelprefix: 01-
 # ```

@@ -160,3 +160,42 @@ class SyncNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both embeddings ``(audio (B, emb_dim), video (B, emb_dim))``."""
         return self.forward_aud(mfcc), self.forward_lip(frames)
+
+
+def contrastive_loss(
+    audio_emb: torch.Tensor, video_emb: torch.Tensor, y: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """SyncNet's contrastive loss on the Euclidean distance of unnormalised embeddings.
+
+    ``L = mean_n [ y_n d_n^2 + (1 - y_n) max(margin - d_n, 0)^2 ]`` with ``d_n = ||a_n - v_n||_2``
+    (Chung & Zisserman 2016, after Hadsell et al. 2006; the paper writes the sum with a factor
+    1/(2N), which only rescales the gradient). Genuine pairs (y = 1) are pulled together; false
+    pairs (y = 0) are pushed apart until they are ``margin`` away, after which they cost nothing.
+    The embeddings are not normalised, so ``margin`` sets the scale of every distance the network
+    learns (and so of LSE-D / LSE-C).
+
+    Args:
+        audio_emb: (B, D) audio embeddings.
+        video_emb: (B, D) video embeddings.
+        y: (B,) or (B, 1) targets, 1 = genuine (in sync), 0 = false (shifted).
+        margin: distance beyond which false pairs stop contributing (> 0).
+
+    Returns:
+        Scalar mean loss.
+    """
+    if audio_emb.ndim != 2 or audio_emb.shape != video_emb.shape:
+        raise ValueError(
+            "contrastive_loss needs two (B, D) embeddings of equal shape, got "
+            f"{tuple(audio_emb.shape)} and {tuple(video_emb.shape)}"
+        )
+    if not margin > 0:
+        raise ValueError(f"margin must be a positive distance, got {margin!r}")
+    target = y.reshape(-1).to(audio_emb.dtype)
+    if target.shape[0] != audio_emb.shape[0]:
+        raise ValueError(
+            f"y must hold one target per pair ({audio_emb.shape[0]}), got {tuple(y.shape)}"
+        )
+    # A tiny epsilon keeps the gradient of the square root finite for identical embeddings.
+    dist = torch.sqrt(torch.sum((audio_emb - video_emb) ** 2, dim=1) + 1e-12)
+    hinge = torch.clamp(margin - dist, min=0.0)
+    return torch.mean(target * dist**2 + (1.0 - target) * hinge**2)

@@ -145,20 +145,25 @@ class PackedMultiheadAttention(nn.Module):
         key: torch.Tensor,
         value: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_qkv: bool = False,
+    ):
         """Attend.
 
         Args:
             query: (B, Lq, D); key, value: (B, Lk, D).
             attn_mask: optional additive mask (Lq, Lk).
+            return_qkv: also return the projected queries, keys and values (for distillation).
 
         Returns:
             ``(output (B, Lq, D), weights (B, heads, Lq, Lk))``; the weights are the softmax
-            probabilities before attention dropout.
+            probabilities before attention dropout. With ``return_qkv`` a third element
+            ``{"q": (B, heads, Lq, head_dim), "k", "v": (B, heads, Lk, head_dim)}`` holds the
+            per-head projections (``q`` before the 1/sqrt(head_dim) scaling).
         """
-        q = self._project(query, 0) * self.head_dim**-0.5
+        q_heads = self._project(query, 0)
         k = self._project(key, 1)
         v = self._project(value, 2)
+        q = q_heads * self.head_dim**-0.5
         scores = q @ k.transpose(-1, -2)
         if attn_mask is not None:
             scores = scores + attn_mask
@@ -166,6 +171,8 @@ class PackedMultiheadAttention(nn.Module):
         attended = F.dropout(weights, self.attn_dropout, self.training) @ v
         batch, _, len_q, _ = attended.shape
         attended = attended.transpose(1, 2).reshape(batch, len_q, self.dim)
+        if return_qkv:
+            return self.out_proj(attended), weights, {"q": q_heads, "k": k, "v": v}
         return self.out_proj(attended), weights
 
 
@@ -199,21 +206,23 @@ class CrossModalLayer(nn.Module):
             nn.init.zeros_(linear.bias)
 
     def forward(
-        self, x: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, x_k: torch.Tensor, x_v: torch.Tensor, return_qkv: bool = False
+    ):
         """Update the queries ``x`` (B, Lq, D) from ``x_k``, ``x_v`` (B, Lk, D).
 
-        Returns ``(x (B, Lq, D), attention weights (B, heads, Lq, Lk))``.
+        Returns ``(x (B, Lq, D), attention weights (B, heads, Lq, Lk))``, plus the per-head
+        ``{"q", "k", "v"}`` projections of :class:`PackedMultiheadAttention` with ``return_qkv``.
         """
         mask = future_mask(x.shape[1], x_k.shape[1], x.device) if self.use_mask else None
         norm = self.layer_norms[0]
-        attended, weights = self.self_attn(norm(x), norm(x_k), norm(x_v), attn_mask=mask)
+        attended, weights, *qkv = self.self_attn(norm(x), norm(x_k), norm(x_v), attn_mask=mask,
+                                                 return_qkv=return_qkv)
         x = x + F.dropout(attended, self.res_dropout, self.training)
         hidden = F.relu(self.fc1(self.layer_norms[1](x)))
         hidden = F.dropout(hidden, self.relu_dropout, self.training)
         hidden = self.fc2(hidden)
         x = x + F.dropout(hidden, self.res_dropout, self.training)
-        return x, weights
+        return (x, weights, qkv[0]) if return_qkv else (x, weights)
 
 
 class CrossModalEncoder(nn.Module):
@@ -254,14 +263,14 @@ class CrossModalEncoder(nn.Module):
         """Scale by sqrt(D) and add positions (Quirk 1 applies), before dropout: (B, L, D)."""
         return self.embed_scale * tokens + self.embed_positions(tokens)
 
-    def forward(
-        self, x_q: torch.Tensor, x_kv: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def forward(self, x_q: torch.Tensor, x_kv: torch.Tensor, return_qkv: bool = False):
         """Encode queries ``x_q`` (B, Lq, D) against keys/values ``x_kv`` (B, Lk, D).
 
         Returns:
             ``(output (B, Lq, D) after the final LayerNorm, per-layer outputs (each (B, Lq, D),
-            before the final LayerNorm), per-layer attention weights (each (B, heads, Lq, Lk)))``.
+            before the final LayerNorm), per-layer attention weights (each (B, heads, Lq, Lk)))``,
+            and with ``return_qkv`` a fourth element: per layer the ``{"q", "k", "v"}`` per-head
+            projections (see :meth:`PackedMultiheadAttention.forward`).
         """
         x = F.dropout(self.embed(x_q), self.embed_dropout, self.training)
         # Keys and values come from the same tensor but are embedded and dropped out
@@ -269,15 +278,74 @@ class CrossModalEncoder(nn.Module):
         # the layers: every layer attends to the same embedded input.
         x_k = F.dropout(self.embed(x_kv), self.embed_dropout, self.training)
         x_v = F.dropout(self.embed(x_kv), self.embed_dropout, self.training)
-        layer_outputs, attentions = [], []
+        layer_outputs, attentions, projections = [], [], []
         for layer in self.layers:
-            x, weights = layer(x, x_k, x_v)
+            x, weights, *qkv = layer(x, x_k, x_v, return_qkv=return_qkv)
             layer_outputs.append(x)
             attentions.append(weights)
+            projections.extend(qkv)
+        if return_qkv:
+            return self.layer_norm(x), layer_outputs, attentions, projections
         return self.layer_norm(x), layer_outputs, attentions
 
 
 # --------------------------------------------------------------------------- prenets, model
+#: Largest folded Conv2d weight (elements) the CPU fast path builds (16 MB in float32); wider
+#: blocks (the official 256- and 512-channel ones) keep their Conv3d.
+FOLD_MAX_WEIGHT = 4_000_000
+
+
+def time_folded_weight(weight: torch.Tensor, frames: int, pad_t: int) -> torch.Tensor:
+    """The Conv2d weight equivalent to a Conv3d whose **last** axis is time, for ``frames`` steps.
+
+    A Conv3d with weight (Co, Ci, kh, kw, kt), stride 1 and zero padding ``pad_t`` along time
+    maps step ``t_in`` to step ``t_out`` through the slice ``k = t_in - t_out + pad_t`` (no
+    contribution when k is outside [0, kt)). Folding time into channels (channel ``c * T + t``)
+    turns it into one Conv2d with weight (Co T, Ci T, kh, kw) whose block (t_out, t_in) is that
+    slice: the same sums, computed by the far better-optimised 2-D kernels of the CPU backend.
+    """
+    co, ci, kh, kw, kt = weight.shape
+    steps = torch.arange(frames, device=weight.device)
+    offset = steps[None, :] - steps[:, None] + pad_t  # [t_out, t_in]
+    valid = (offset >= 0) & (offset < kt)
+    blocks = weight[..., offset.clamp(0, kt - 1)] * valid.to(weight.dtype)  # (Co,Ci,kh,kw,T,T)
+    return blocks.permute(0, 4, 1, 5, 2, 3).reshape(co * frames, ci * frames, kh, kw)
+
+
+def _foldable(block: Conv3dBlock, frames: int) -> bool:
+    """Whether the time-folded Conv2d is exact and faster for this block.
+
+    Exact: stride 1, no dilation and shape-preserving zero padding along time. Faster
+    (measured on a 2-core CPU): the folded conv also multiplies the zero blocks (T / kt times
+    the Conv3d's work), which pays off when the time kernel spans the window (kt >= T: the
+    7- and 5-wide first blocks) or the channels are few (Ci Co <= 256, the thin CPU models);
+    for wide 3x3x3 blocks the Conv3d kernel wins.
+    """
+    conv = block.conv_block[0]
+    kt, stride_t, pad_t = conv.kernel_size[2], conv.stride[2], conv.padding[2]
+    exact = stride_t == 1 and conv.dilation[2] == 1 and 2 * pad_t == kt - 1 and kt > 1
+    size = conv.out_channels * conv.in_channels * frames * frames * conv.kernel_size[0] * conv.kernel_size[1]
+    faster = kt >= frames or conv.in_channels * conv.out_channels <= 256
+    # The folded path does not call the modules, so a block someone hooks into (to look at its
+    # Conv3d-layout output) runs as itself.
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in block.modules())
+    return exact and faster and size <= FOLD_MAX_WEIGHT and not hooked
+
+
+def _folded_block(block: Conv3dBlock, x: torch.Tensor, frames: int) -> torch.Tensor:
+    """One Conv3dBlock on time-folded input (B, Ci T, H, W) -> (B, Co T, H', W')."""
+    conv, norm = block.conv_block
+    weight = time_folded_weight(conv.weight, frames, conv.padding[2])
+    bias = conv.bias.repeat_interleave(frames) if conv.bias is not None else None
+    out = F.conv2d(x, weight, bias, stride=conv.stride[:2], padding=conv.padding[:2])
+    batch, channels, height, width = out.shape
+    # BatchNorm3d over (B, C, T, H, W): the same per-channel statistics as over (B, C, H, W, T).
+    out = norm(out.view(batch, channels // frames, frames, height, width)).view(out.shape)
+    if block.residual:
+        out = out + x
+    return block.act(out)
+
+
 def _video_layout(w: Sequence[int]):
     """Rows (out, kernel, stride (H,W,T), padding, residual) of the video prenet, 17 blocks."""
     c1, c2, c3, c4, c5 = w
@@ -380,6 +448,11 @@ class VocaLiST(nn.Module):
             },
         }
         self.d_model = d_model
+        #: Run the leading Conv3d blocks of the video prenet as time-folded Conv2d on the CPU
+        #: (:func:`time_folded_weight`): the same numbers up to float rounding, several times
+        #: faster there (about 4x for a training step of the CPU-size model). Not part of the
+        #: weights or the config; set False to run every block as Conv3d.
+        self.fold_time = True
         self.vid_prenet = build_conv_stack(Conv3dBlock, 3, _video_layout(widths))
         self.aud_prenet = build_conv_stack(Conv2dBlock, 1, _audio_layout(widths))
         encoder_kwargs = dict(
@@ -418,9 +491,24 @@ class VocaLiST(nn.Module):
         self._check_inputs(faces, mel)
         batch, channels, height, width = faces.shape
         frames = channels // 3
-        # (B, 3T, H, W) -> (B, T, 3, H, W) -> (B, 3, H, W, T): time becomes the last Conv3d axis.
-        video = faces.view(batch, frames, 3, height, width).permute(0, 2, 3, 4, 1)
-        video = self.vid_prenet(video)  # (B, D, 1, 1, T)
+        blocks = list(self.vid_prenet)
+        n_folded = 0
+        if self.fold_time and faces.device.type == "cpu":
+            while n_folded < len(blocks) and _foldable(blocks[n_folded], frames):
+                n_folded += 1
+        if n_folded:
+            # (B, 3T, H, W) frame-major -> channel c * T + t, the folded layout.
+            video = faces.view(batch, frames, 3, height, width).transpose(1, 2)
+            video = video.reshape(batch, 3 * frames, height, width)
+            for block in blocks[:n_folded]:
+                video = _folded_block(block, video, frames)
+            # Back to Conv3d's layout (B, C, H, W, T) for the remaining blocks.
+            video = video.view(batch, -1, frames, *video.shape[2:]).permute(0, 1, 3, 4, 2)
+        else:
+            # (B, 3T, H, W) -> (B, T, 3, H, W) -> (B, 3, H, W, T): time becomes the last axis.
+            video = faces.view(batch, frames, 3, height, width).permute(0, 2, 3, 4, 1)
+        for block in blocks[n_folded:]:
+            video = block(video)  # ends as (B, D, 1, 1, T)
         audio = self.aud_prenet(mel)  # (B, D, 1, L)
         return video.flatten(1, 3).transpose(1, 2), audio.flatten(1, 2).transpose(1, 2)
 
@@ -431,6 +519,7 @@ class VocaLiST(nn.Module):
         *,
         return_features: bool = False,
         return_attention: bool = False,
+        return_qkv: bool = False,
     ):
         """Sync logit of each (lips, voice) pair.
 
@@ -440,6 +529,8 @@ class VocaLiST(nn.Module):
             mel: (B, 1, 80, 16) VocaLiST mel window (no pre-emphasis, values in [-4, 4]).
             return_features: also return intermediate features for layer-wise distillation.
             return_attention: also return the attention maps of the three units.
+            return_qkv: also return every layer's per-head queries, keys and values (the
+                relations that MTDVocaLiST distils, :mod:`avlib.distill`).
 
         Returns:
             ``logit`` (B,) (> 0 means "in sync"), or ``(logit, extras)`` when a flag is set.
@@ -448,25 +539,28 @@ class VocaLiST(nn.Module):
             and ``<unit>_out`` (B, Lq, D), then ``pooled`` (B, D) and ``hidden`` (B, D) (after
             ``fc`` and tanh). ``extras["attention"]``: ``av`` (audio queries attending to video
             keys, (n_layers, B, heads, L, T)), ``va`` ((n_layers, B, heads, T, L)), ``mem``
-            ((n_layers, B, heads, L, T)).
+            ((n_layers, B, heads, L, T)). ``extras["qkv"]``: for each unit ``av``/``va``/``mem``
+            a list over layers of ``{"q": (B, heads, Lq, head_dim), "k", "v": (B, heads, Lk,
+            head_dim)}`` (``q`` before the 1/sqrt(head_dim) scaling).
         """
         video, audio = self.prenets(faces, mel)
         return self.forward_tokens(video, audio, return_features=return_features,
-                                   return_attention=return_attention)
+                                   return_attention=return_attention, return_qkv=return_qkv)
 
     def forward_tokens(self, video: torch.Tensor, audio: torch.Tensor, *,
-                       return_features: bool = False, return_attention: bool = False):
+                       return_features: bool = False, return_attention: bool = False,
+                       return_qkv: bool = False):
         """The network after its prenets: video tokens (B, T, D) and audio tokens (B, L, D) ->
         logit (B,) (and extras, as :meth:`forward`). Evaluation scores one video window against
         31 audio windows; computing each window's tokens once and pairing them here saves 30
         prenet passes per window."""
-        av_out, av_layers, av_attn = self.av_transformer(audio, video)
-        va_out, va_layers, va_attn = self.va_transformer(video, audio)
-        mem_out, mem_layers, mem_attn = self.mem_transformer(av_out, va_out)
+        av_out, av_layers, av_attn, *av_qkv = self.av_transformer(audio, video, return_qkv)
+        va_out, va_layers, va_attn, *va_qkv = self.va_transformer(video, audio, return_qkv)
+        mem_out, mem_layers, mem_attn, *mem_qkv = self.mem_transformer(av_out, va_out, return_qkv)
         pooled = mem_out.max(dim=1).values
         hidden = torch.tanh(self.fc(pooled))
         logit = self.classifier(hidden).squeeze(-1)
-        if not (return_features or return_attention):
+        if not (return_features or return_attention or return_qkv):
             return logit
         extras: dict[str, dict] = {}
         if return_features:
@@ -488,6 +582,8 @@ class VocaLiST(nn.Module):
                 "va": torch.stack(va_attn),
                 "mem": torch.stack(mem_attn),
             }
+        if return_qkv:
+            extras["qkv"] = {"av": av_qkv[0], "va": va_qkv[0], "mem": mem_qkv[0]}
         return logit, extras
 
 

@@ -1,0 +1,658 @@
+"""Training recipes of the book's sync models, and the one evaluation that serves all of them.
+
+Three recipes share one shape (:class:`SyncRecipe`): a batch drawn from the clip store the way the
+paper drew it (:class:`avlib.syncdata.SyncPairs`), a loss, and the per-batch metrics.
+
+============  =====================================  ==========================================
+kind          objective                              official optimiser (upstream)
+============  =====================================  ==========================================
+``syncnet``   contrastive loss on the Euclidean      not released (paper: BBC TV, time-shifted
+              distance of unnormalised embeddings,   false pairs)
+              genuine vs time-shifted pairs
+``expert``    BCE on the cosine of the ReLU'd,       Adam lr 1e-4, batch 64; eval every 10k
+              L2-normalised embeddings (Wav2Lip)     steps over 1400 batches; eval loss ~0.25
+``vocalist``  BCE-with-logits on in-sync vs          Adam lr 5e-5, batch 128; val every epoch
+              shifted-in-clip windows (RMS check)
+============  =====================================  ==========================================
+
+:func:`train_sync_model` trains (or loads) any of them through :func:`avlib.train.train_or_load`,
+keyed by the recipe, the model's constructor arguments, the optimisation settings, the batch
+size and the identity of the store's content (:func:`store_fingerprint`), so that a later chapter
+gets the same weights back with the same call and ``policy="load"``. Every finished model is also
+recorded as the *current* one of its kind (:func:`find_sync_model`).
+
+Validation uses fixed batches from the ``val`` split: they are drawn from a fixed seed, and
+re-drawn from that seed at every evaluation (identical batches, flat memory: a batch of
+224-pixel SyncNet windows is 190 MB).
+
+:func:`evaluate_store` runs the shared accuracy protocol of :mod:`avlib.sync` over the store's
+test clips (GRID clips at offset 0, sync-test clips at their recorded shift) for any scorer, so
+one table compares SyncNet, the Wav2Lip expert, VocaLiST and MTDVocaLiST on the same clips.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avlib import sync
+from avlib.artifacts import atomic_write_json
+from avlib.audio import SAMPLES_PER_FRAME
+from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
+from avlib.models.syncnet import contrastive_loss
+from avlib.store import ClipStore, StoreError
+from avlib.syncdata import FACE_STREAM, SYNCNET_STREAM, SyncPairs
+from avlib.train import History, Trainer, TrainConfig, train_or_load
+
+__all__ = [
+    "KINDS",
+    "OFFICIAL",
+    "MARGIN_PER_SQRT_DIM",
+    "EXPERT_TARGET_EVAL_LOSS",
+    "SyncRecipe",
+    "RECIPES",
+    "default_margin",
+    "weighted_f1",
+    "vocalist_f1",
+    "build",
+    "store_fingerprint",
+    "syncnet_crop_size",
+    "product_name",
+    "product_config",
+    "make_evaluator",
+    "train_sync_model",
+    "find_sync_model",
+    "stream_for",
+    "clip_frames",
+    "clip_audio",
+    "true_offset",
+    "clip_kind",
+    "store_clips",
+    "make_scorer",
+    "evaluate_store",
+    "clip_offset",
+    "delay_audio",
+]
+
+KINDS = ("syncnet", "expert", "vocalist")
+
+#: Published optimisation settings (spec §2.3, §3.4). SyncNet's training code was never released.
+OFFICIAL = {
+    "syncnet": {"lr": None, "batch_size": None, "source": "not released (paper model differs, §1.1)"},
+    "expert": {"lr": 1e-4, "batch_size": 64, "eval_every": 10_000, "eval_batches": 1400,
+               "source": "Wav2Lip color_syncnet_train.py"},
+    "vocalist": {"lr": 5e-5, "batch_size": 128, "source": "VocaLiST train_vocalist_lrs2.py"},
+}
+
+#: SyncNet margin per sqrt(embedding size): 0.5 gives 16 at the official 1024-d. With the
+#: released model, real LRS2 videos have LSE-D ~ 6.4 and LSE-C ~ 7.8 (spec §2.9), so the median
+#: distance over offsets (= LSE-D + LSE-C) of off-sync pairs is ~ 14: a margin of 16 asks for
+#: false pairs a little beyond where the released network puts them. A randomly initialised head
+#: (Linear after BN + ReLU) gives distances near sqrt(D / 3) (18 at 1024-d, 6.5 at 128-d), so
+#: scaling with sqrt(D) keeps the margin at the same place relative to the initial distances
+#: whatever the width of a CPU model.
+MARGIN_PER_SQRT_DIM = 0.5
+
+#: The eval loss the Wav2Lip README says the expert should reach on LRS2 (spec §2.3).
+EXPERT_TARGET_EVAL_LOSS = 0.25
+
+_VAL_SEED_OFFSET = 1_000_003  # validation batches never share the training generator's stream
+
+
+def default_margin(emb_dim: int) -> float:
+    """SyncNet contrastive margin for ``emb_dim``-d embeddings: ``0.5 * sqrt(emb_dim)``."""
+    if int(emb_dim) < 1:
+        raise ValueError(f"emb_dim must be a positive integer, got {emb_dim!r}")
+    return MARGIN_PER_SQRT_DIM * math.sqrt(int(emb_dim))
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+def weighted_f1(pred, target) -> float:
+    """F1 per class (0 and 1) averaged with weights = class support (sklearn's ``"weighted"``).
+
+    Args:
+        pred: (N,) predicted labels in {0, 1} (bool or int).
+        target: (N,) true labels in {0, 1}.
+
+    A class with no predicted and no true sample contributes F1 = 0 with weight 0.
+    """
+    p = np.asarray(pred).astype(bool).reshape(-1)
+    t = np.asarray(target).astype(bool).reshape(-1)
+    if p.shape != t.shape or p.size == 0:
+        raise ValueError(f"pred and target must be two non-empty (N,) arrays, got {p.shape}, {t.shape}")
+    total = 0.0
+    for cls in (False, True):
+        tp = np.sum((p == cls) & (t == cls))
+        fp = np.sum((p == cls) & (t != cls))
+        fn = np.sum((p != cls) & (t == cls))
+        denom = 2 * tp + fp + fn
+        f1 = 2 * tp / denom if denom else 0.0
+        total += f1 * np.sum(t == cls)
+    return float(total / t.size)
+
+
+def vocalist_f1(logits, target) -> dict[str, float]:
+    """VocaLiST's validation F1, both ways.
+
+    * ``f1_official``: upstream thresholds the **logits** at 0.5 (``out > 0.5`` on the output of a
+      network trained with BCE-with-logits), i.e. probabilities at sigmoid(0.5) = 0.62: a quirk
+      that calls borderline in-sync pairs "off sync".
+    * ``f1``: the correct rule, probabilities at 0.5, i.e. logits at 0.
+
+    Args:
+        logits: (N,) raw network outputs.
+        target: (N,) labels, 1 = in sync.
+    """
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    return {"f1_official": weighted_f1(z > 0.5, target), "f1": weighted_f1(z > 0.0, target)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------------------------
+StepOutput = tuple[torch.Tensor, dict[str, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SyncRecipe:
+    """How one sync model is trained.
+
+    Attributes:
+        kind: ``"syncnet"``, ``"expert"`` or ``"vocalist"``.
+        model_name: registry name of the network (:data:`avlib.models.MODEL_REGISTRY`).
+        stream: the store's crop stream the model reads (``"syncnet"`` or ``"face96"``).
+        objective: one line for tables and plots.
+    """
+
+    kind: str
+    model_name: str
+    stream: str
+    objective: str
+
+    def batch(self, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
+              options: Mapping[str, Any]) -> dict:
+        """One training batch drawn as the paper drew it (see :mod:`avlib.syncdata`)."""
+        if self.kind == "syncnet":
+            return pairs.syncnet_batch(rng, batch_size, max_shift=options["max_shift"],
+                                       min_shift=options["min_shift"])
+        if self.kind == "expert":
+            return pairs.expert_batch(rng, batch_size)
+        return pairs.vocalist_batch(rng, batch_size)
+
+    def forward(self, model, batch: dict, options: Mapping[str, Any], device) -> StepOutput:
+        """``(loss, metrics, score)``: score (B,) is higher for pairs the model calls in sync
+        (negative distance, cosine, or logit)."""
+        y = batch["y"].to(device).float()
+        if self.kind == "syncnet":
+            audio, video = model(batch["mfcc"].to(device), batch["frames"].to(device))
+            loss = contrastive_loss(audio, video, y, options["margin"])
+            dist = torch.linalg.vector_norm(audio - video, dim=1).detach()
+            # A pair counts as "called genuine" when it is nearer than half the margin.
+            called = dist < options["margin"] / 2
+            metrics = {"acc": float((called == y.bool()).float().mean()),
+                       **_mean_by_label(dist, y, "dist")}
+            return loss, metrics, -dist
+        if self.kind == "expert":
+            audio, face = model(batch["mel"].to(device), batch["faces"].to(device))
+            loss = expert_loss(audio, face, y)
+            cos = F.cosine_similarity(audio, face, dim=1).detach()
+            metrics = {"acc": float(((cos > 0.5) == y.bool()).float().mean()),
+                       **_mean_by_label(cos, y, "cos")}
+            return loss, metrics, cos
+        logits = model(batch["faces"].to(device), batch["mel"].to(device))
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        z = logits.detach()
+        return loss, {"acc": float(((z > 0) == y.bool()).float().mean())}, z
+
+
+def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str, float]:
+    """Mean of ``values`` over positives and negatives (NaN when a batch lacks one of them)."""
+    out = {}
+    for label, suffix in ((1.0, "pos"), (0.0, "neg")):
+        sel = y == label
+        out[f"{name}_{suffix}"] = float(values[sel].mean()) if bool(sel.any()) else float("nan")
+    return out
+
+
+RECIPES: dict[str, SyncRecipe] = {
+    "syncnet": SyncRecipe("syncnet", SyncNet.registry_name, SYNCNET_STREAM,
+                          "contrastive loss on ||a - v|| (genuine vs time-shifted pairs)"),
+    "expert": SyncRecipe("expert", SyncNetColor.registry_name, FACE_STREAM,
+                         "BCE on cos(a, v) of ReLU'd, normalised embeddings"),
+    "vocalist": SyncRecipe("vocalist", VocaLiST.registry_name, FACE_STREAM,
+                           "BCE with logits on in-sync vs shifted windows"),
+}
+
+
+def _recipe(kind: str) -> SyncRecipe:
+    if kind not in RECIPES:
+        raise ValueError(f"unknown sync model kind {kind!r}; choose one of {KINDS}")
+    return RECIPES[kind]
+
+
+def build(kind: str, seed: int | None = None, **size) -> torch.nn.Module:
+    """A fresh network of ``kind``; ``size`` goes to its constructor.
+
+    ``syncnet``: :class:`~avlib.models.SyncNet` (``width``, ``emb_dim``, ``img_size``);
+    ``expert``: :class:`~avlib.models.SyncNetColor` (``width``); ``vocalist``:
+    :class:`~avlib.models.VocaLiST` (``d_model``, ``prenet_widths``, ``n_layers``, ...).
+    No arguments give the official sizes. ``seed`` makes the initial weights reproducible.
+    """
+    recipe = _recipe(kind)
+    if seed is not None:
+        torch.manual_seed(int(seed))
+    return build_model({"name": recipe.model_name, "kwargs": dict(size)})
+
+
+def _options(kind: str, model: torch.nn.Module, margin: float | None, max_shift: int,
+             min_shift: int) -> dict[str, Any]:
+    """The recipe's loss/sampling options (part of the product key)."""
+    if kind != "syncnet":
+        return {}
+    if not 1 <= int(min_shift) <= int(max_shift):
+        raise ValueError(f"SyncNet false pairs need 1 <= min_shift <= max_shift, got {min_shift}, {max_shift}")
+    return {"margin": float(margin if margin is not None else default_margin(model.emb_dim)),
+            "max_shift": int(max_shift), "min_shift": int(min_shift)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Store identity and geometry
+# ---------------------------------------------------------------------------------------------
+def store_fingerprint(store: ClipStore) -> str:
+    """A short hash of what a store holds: its preprocessing config and every clip's id, split
+    and length. It does not depend on where the store lies or when it was finalized, so moving
+    or re-finalizing a store keeps the trained products that depend on it."""
+    content = {
+        "config": store.manifest.get("config"),
+        "clips": [(rec["id"], rec.get("split"), rec["n_frames"]) for rec in store.clips],
+    }
+    blob = json.dumps(content, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def syncnet_crop_size(store: ClipStore) -> int:
+    """Side (pixels) of the store's SyncNet crops (``syncnet`` stream; 224 = SyncNet v2)."""
+    for rec in store.clips:
+        info = rec.get("streams", {}).get(SYNCNET_STREAM)
+        if info:
+            return int(info["shape"][1])
+    raise StoreError(f"the store at {store.root} has no {SYNCNET_STREAM!r} crops; preprocess with "
+                     "crops including 'syncnet' (PreprocessConfig(crops=...))")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def product_name(kind: str) -> str:
+    """Artifact name of a trained sync model: ``sync_<kind>`` (folder under the artifacts root)."""
+    _recipe(kind)
+    return f"sync_{kind}"
+
+
+def product_config(kind: str, store: ClipStore, model_config: Mapping, train_cfg: TrainConfig,
+                   batch_size: int, options: Mapping, val_batches: int, val_split: str,
+                   train_split: str) -> dict:
+    """The key of a trained model: everything that determines its weights.
+
+    The device is left out (a model trained on a GPU is the same product as on the CPU, up to
+    float rounding), and so are logging intervals that do not change the weights.
+    """
+    train_fields = dataclasses.asdict(train_cfg)
+    for name in ("device", "log_every", "ckpt_every"):
+        train_fields.pop(name, None)
+    return {
+        "kind": kind,
+        "model": {"name": model_config["name"], "kwargs": dict(model_config.get("kwargs") or {})},
+        "train": train_fields,
+        "batch_size": int(batch_size),
+        "options": dict(options),
+        "val": {"split": val_split, "batches": int(val_batches)},
+        "train_split": train_split,
+        "store": store_fingerprint(store),
+    }
+
+
+def _fixed_batches(recipe: SyncRecipe, pairs: SyncPairs, seed: int, n_batches: int,
+                   batch_size: int, options: Mapping) -> Iterator[dict]:
+    """The same ``n_batches`` batches on every call (drawn from one fixed seed)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_batches):
+        yield recipe.batch(pairs, rng, batch_size, options)
+
+
+def make_evaluator(kind: str, store: ClipStore, batch_size: int, n_batches: int = 8,
+                   seed: int = 0, split: str = "val", options: Mapping | None = None,
+                   device: str = "cpu") -> Callable[[torch.nn.Module], dict]:
+    """``evaluate(model) -> metrics`` on fixed validation batches of ``split``.
+
+    Metrics: ``val_loss`` (the recipe's loss averaged over the batches), ``val_acc``; SyncNet:
+    ``val_dist_pos`` / ``val_dist_neg`` (mean distance of genuine / false pairs); expert:
+    ``val_cos_pos`` / ``val_cos_neg``; VocaLiST: ``val_f1`` (logits > 0) and
+    ``val_f1_official`` (logits > 0.5, upstream's quirk). The model is called under
+    ``torch.no_grad`` in eval mode by :class:`avlib.train.Trainer`.
+    """
+    recipe = _recipe(kind)
+    if int(n_batches) < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches!r}")
+    try:
+        pairs = SyncPairs(store, split=split)
+    except ValueError as err:
+        raise ValueError(f"cannot validate {kind} on split {split!r}: {err}") from None
+    opts = dict(options or {})
+
+    def evaluate(model: torch.nn.Module) -> dict:
+        losses, weights, scores, labels, sums = [], [], [], [], {}
+        for batch in _fixed_batches(recipe, pairs, seed + _VAL_SEED_OFFSET, n_batches, batch_size, opts):
+            loss, metrics, score = recipe.forward(model, batch, opts, device)
+            n = len(batch["y"])
+            losses.append(float(loss) * n)
+            weights.append(n)
+            scores.append(score.float().cpu().numpy())
+            labels.append(batch["y"].numpy())
+            for key, value in metrics.items():
+                if key != "acc" and np.isfinite(value):
+                    sums.setdefault(key, []).append(value)
+        y = np.concatenate(labels)
+        s = np.concatenate(scores)
+        out = {"val_loss": sum(losses) / sum(weights)}
+        out.update({f"val_{k}": float(np.mean(v)) for k, v in sums.items()})
+        if kind == "syncnet":
+            out["val_acc"] = float(np.mean((-s < opts["margin"] / 2) == (y > 0.5)))
+        elif kind == "expert":
+            out["val_acc"] = float(np.mean((s > 0.5) == (y > 0.5)))
+        else:
+            out["val_acc"] = float(np.mean((s > 0) == (y > 0.5)))
+            out.update({f"val_{k}": v for k, v in vocalist_f1(s, y).items()})
+        return out
+
+    return evaluate
+
+
+def _current_path(kind: str, artifacts_root) -> Path:
+    return Path(artifacts_root) / product_name(kind) / "current.json"
+
+
+def train_sync_model(
+    kind: str,
+    store: ClipStore,
+    model_kwargs: Mapping | None,
+    train_cfg: TrainConfig,
+    batch_size: int,
+    policy: str,
+    artifacts_root,
+    *,
+    margin: float | None = None,
+    max_shift: int = 15,
+    min_shift: int = 2,
+    val_batches: int = 8,
+    val_split: str = "val",
+    train_split: str = "train",
+    progress: bool = True,
+) -> tuple[torch.nn.Module, History, Path]:
+    """Train (or load) a sync model of ``kind`` on the store's ``train_split``.
+
+    Args:
+        kind: ``"syncnet"``, ``"expert"`` or ``"vocalist"``.
+        store: the clip store (its ``train`` and ``val`` splits are used).
+        model_kwargs: constructor arguments (see :func:`build`); ``None`` = official size. For
+            SyncNet ``img_size`` defaults to the store's crop size and must match it.
+        train_cfg: optimisation settings (:class:`avlib.train.TrainConfig`); its ``seed`` also
+            seeds the initial weights and the validation batches.
+        batch_size: pairs per step (half genuine, half false on average).
+        policy: ``"load"``, ``"train"`` or ``"auto"`` (:func:`avlib.artifacts.produce_or_load`).
+        artifacts_root: the chapter's artifacts root.
+        margin: SyncNet's contrastive margin (default :func:`default_margin` of the embedding size).
+        max_shift, min_shift: SyncNet false pairs move the audio by ``min_shift..max_shift``
+            frames either way.
+        val_batches: fixed validation batches of ``batch_size`` pairs per evaluation.
+        val_split, train_split: store splits to validate and train on.
+        progress: show the training progress bar.
+
+    Returns:
+        ``(model, history, folder)``: the model in eval mode on the CPU, its
+        :class:`avlib.train.History` (train loss per logged step; ``val_*`` metrics per
+        evaluation) and the product folder (``model.safetensors``/``.json``, ``history.json``,
+        ``artifact.json``). The folder is also recorded as the current model of ``kind``
+        (:func:`find_sync_model`).
+    """
+    recipe = _recipe(kind)
+    if int(batch_size) < 2:
+        raise ValueError(f"batch_size must be >= 2 (pairs of both labels), got {batch_size!r}")
+    kwargs = dict(model_kwargs or {})
+    if kind == "syncnet":
+        crop = syncnet_crop_size(store)
+        kwargs.setdefault("img_size", crop)
+        if int(kwargs["img_size"]) != crop:
+            raise ValueError(
+                f"SyncNet img_size={kwargs['img_size']} but the store's SyncNet crops are "
+                f"{crop}x{crop}; set img_size={crop} or preprocess with syncnet_size="
+                f"{kwargs['img_size']}")
+    probe = build(kind, **kwargs)  # validates the arguments and gives the normalised config
+    options = _options(kind, probe, margin, max_shift, min_shift)
+    config = product_config(kind, store, probe.config, train_cfg, batch_size, options,
+                            val_batches, val_split, train_split)
+    del probe
+
+    def make_model() -> torch.nn.Module:
+        return build(kind, seed=train_cfg.seed, **kwargs)
+
+    def fit(model: torch.nn.Module, workdir: Path) -> History:
+        try:
+            pairs = SyncPairs(store, split=train_split)
+        except ValueError as err:
+            raise ValueError(f"cannot train {kind} on split {train_split!r}: {err}") from None
+        device = train_cfg.device
+
+        def sample(rng: np.random.Generator) -> dict:
+            return recipe.batch(pairs, rng, batch_size, options)
+
+        def step(m: torch.nn.Module, batch: dict):
+            loss, metrics, _ = recipe.forward(m, batch, options, device)
+            return loss, {k: v for k, v in metrics.items() if np.isfinite(v)}
+
+        evaluate = make_evaluator(kind, store, batch_size, val_batches, train_cfg.seed, val_split,
+                                  options, device)
+        trainer = Trainer(model, sample, step, train_cfg, workdir, evaluate=evaluate)
+        return trainer.fit(progress=progress)
+
+    model, history, folder = train_or_load(product_name(kind), config, make_model, fit, policy,
+                                           artifacts_root, producer="02_syncnet")
+    atomic_write_json(_current_path(kind, artifacts_root), {"path": str(Path(folder).resolve())})
+    return model, history, folder
+
+
+def find_sync_model(kind: str, artifacts_root) -> tuple[torch.nn.Module, History, Path]:
+    """The model of ``kind`` last trained or loaded by :func:`train_sync_model` under this
+    artifacts root: ``(model in eval mode on the CPU, history, folder)``."""
+    from avlib.checkpoints import load_checkpoint
+
+    pointer = _current_path(kind, artifacts_root)
+    if not pointer.is_file():
+        raise FileNotFoundError(
+            f"no trained {kind} under {artifacts_root}; run chapter 02_syncnet with the same "
+            "profile first (avlib book run --only 02_syncnet)")
+    folder = Path(json.loads(pointer.read_text())["path"])
+    model, _ = load_checkpoint(folder / "model")
+    history = History(**json.loads((folder / "history.json").read_text()))
+    return model, history, folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips of the store for evaluation
+# ---------------------------------------------------------------------------------------------
+def stream_for(model_or_kind) -> str:
+    """The crop stream a model reads: ``"syncnet"`` for SyncNet, ``"face96"`` for the Wav2Lip
+    expert and VocaLiST / MTDVocaLiST. Accepts a kind, a model, or a scorer."""
+    if isinstance(model_or_kind, str):
+        if model_or_kind in RECIPES:
+            return RECIPES[model_or_kind].stream
+        if model_or_kind == SyncNet.registry_name:
+            return SYNCNET_STREAM
+        if model_or_kind in (SyncNetColor.registry_name, VocaLiST.registry_name):
+            return FACE_STREAM
+        raise ValueError(f"unknown model kind {model_or_kind!r}; use one of {KINDS}")
+    if isinstance(model_or_kind, sync.EmbeddingScorer):
+        return SYNCNET_STREAM if model_or_kind.kind == "syncnet" else FACE_STREAM
+    if isinstance(model_or_kind, sync.PairScorer):
+        return FACE_STREAM
+    if isinstance(model_or_kind, SyncNet):
+        return SYNCNET_STREAM
+    if isinstance(model_or_kind, (SyncNetColor, VocaLiST)):
+        return FACE_STREAM
+    raise ValueError(f"cannot tell which crops a {type(model_or_kind).__name__} reads; pass stream=")
+
+
+def clip_frames(store: ClipStore, clip_id: str, kind: str) -> np.ndarray:
+    """Every frame of a clip in the crops a model of ``kind`` reads: uint8 BGR ``(T, S, S, 3)``
+    (SyncNet: the ``syncnet`` stream; expert and VocaLiST: ``face96``)."""
+    return store.frames(clip_id, stream_for(kind))
+
+
+def clip_audio(store: ClipStore, clip_id: str) -> np.ndarray:
+    """The clip's audio: float32 (640 T,) in [-1, 1] at 16 kHz."""
+    return store.audio(clip_id)
+
+
+def clip_kind(record: Mapping) -> str | None:
+    """Corpus kind of a store record (``"grid"``, ``"lrw"``, ``"sync"``), None for real data."""
+    extra = record.get("extra") or {}
+    return extra.get("kind")
+
+
+def true_offset(record: Mapping) -> int:
+    """The clip's true offset in the sync protocol's sign: 0 for untouched clips; a sync-test
+    clip whose audio was delayed by d frames gives ``sync.audio_delay_to_offset(d) = -d``."""
+    extra = record.get("extra") or {}
+    shift = extra.get("shift_frames") or 0
+    if clip_kind(record) != "sync":
+        shift = 0  # only sync-test clips were shifted; others are in sync by construction
+    return sync.audio_delay_to_offset(int(shift))
+
+
+def store_clips(store: ClipStore, splits: Sequence[str] = ("test", "test_unseen"),
+                kind: str | Sequence[str] | None = "grid", max_clips: int | None = None,
+                min_frames: int = 6) -> list[dict]:
+    """Records of the clips to evaluate: ``splits`` (in that order), corpus ``kind`` (None = any;
+    real datasets have no kind and are kept only when ``kind`` is None), at least ``min_frames``
+    frames, at most ``max_clips`` per split (the first by id, so runs compare the same clips)."""
+    kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
+    out = []
+    for split in splits:
+        records = [rec for rec in store.select(split=split, min_frames=min_frames)
+                   if kinds is None or clip_kind(rec) in kinds]
+        if max_clips is not None:
+            records = records[: int(max_clips)]
+        out.extend(records)
+    return out
+
+
+def make_scorer(model: torch.nn.Module, device: str = "cpu", batch_size: int = 64):
+    """The :mod:`avlib.sync` scorer of a model: :class:`~avlib.sync.EmbeddingScorer` for SyncNet
+    (negative distance) and the expert (cosine), :class:`~avlib.sync.PairScorer` (logits) for
+    VocaLiST / MTDVocaLiST."""
+    if isinstance(model, (SyncNet, SyncNetColor)):
+        return sync.EmbeddingScorer(model, batch_size=batch_size, device=device)
+    if isinstance(model, VocaLiST):
+        return sync.PairScorer(model, batch_size=4 * batch_size, device=device)
+    raise ValueError(f"no scorer for a {type(model).__name__}; wrap it in sync.EmbeddingScorer or "
+                     "sync.PairScorer yourself")
+
+
+def evaluate_store(
+    scorer,
+    store: ClipStore,
+    splits: Sequence[str] = ("test", "test_unseen"),
+    groups: Mapping[str, str] | None = None,
+    kind: str | Sequence[str] | None = "grid",
+    contexts: Sequence[int] = sync.DEFAULT_CONTEXTS,
+    *,
+    stream: str | None = None,
+    max_clips: int | None = None,
+    tolerance: int = 1,
+    vshift: int = sync.DEFAULT_VSHIFT,
+    progress: bool = False,
+    keep_scores: bool = False,
+) -> sync.SyncEvaluation:
+    """The shared sync-accuracy protocol (:func:`avlib.sync.evaluate_sync`) over store clips.
+
+    Args:
+        scorer: an :class:`~avlib.sync.EmbeddingScorer` / :class:`~avlib.sync.PairScorer` (see
+            :func:`make_scorer`) or any object with ``window_scores``.
+        store: the clip store.
+        splits: splits to evaluate, in table order.
+        groups: split -> group label of the table (default ``{"test": "seen", "test_unseen":
+            "unseen"}``; other splits keep their name).
+        kind: corpus kind(s) to keep: ``"grid"`` (real, in-sync sentences: true offset 0),
+            ``"sync"`` (the sync-test clips, true offset from their recorded shift), a tuple,
+            or None for every clip.
+        contexts: context lengths (frames).
+        stream: crop stream to read (default: the one the scorer's model reads).
+        max_clips: at most this many clips per split.
+        tolerance, vshift: as in :func:`avlib.sync.evaluate_sync`.
+        progress: show a progress bar.
+        keep_scores: keep each clip's window scores (for plots).
+
+    Returns:
+        :class:`avlib.sync.SyncEvaluation`; ``.table`` is the group x context accuracy in %.
+    """
+    groups = {"test": "seen", "test_unseen": "unseen"} if groups is None else dict(groups)
+    stream = stream or stream_for(scorer)
+    records = store_clips(store, splits, kind, max_clips)
+    if not records:
+        raise ValueError(f"no clip of kind {kind!r} in splits {tuple(splits)} of {store.root}; "
+                         "check the splits and kind (store.select(...) lists what exists)")
+
+    def clips() -> Iterator[tuple]:
+        for rec in records:
+            yield (rec["id"], store.frames(rec["id"], stream), store.audio(rec["id"]),
+                   true_offset(rec), groups.get(rec.get("split"), rec.get("split")))
+
+    return sync.evaluate_sync(scorer, clips(), contexts=contexts, tolerance=tolerance,
+                              vshift=vshift, progress=progress, keep_scores=keep_scores)
+
+
+def clip_offset(scores) -> int:
+    """A clip's offset from its window scores ``(n, 2 vshift + 1)``: the column whose mean over
+    the windows where it is in range is highest, as ``vshift - column`` (the sign of
+    :func:`avlib.sync.predicted_offsets`). Out-of-range entries (``sync.OUT_OF_RANGE``) are
+    left out of the means instead of dragging them down."""
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] % 2 != 1 or arr.shape[0] < 1:
+        raise ValueError(f"scores must have shape (n_windows >= 1, 2 * vshift + 1), got {arr.shape}")
+    valid = arr > sync.OUT_OF_RANGE / 2
+    counts = valid.sum(axis=0)
+    means = np.where(counts > 0, np.where(valid, arr, 0.0).sum(axis=0) / np.maximum(counts, 1), -np.inf)
+    return int((arr.shape[1] - 1) // 2 - int(np.argmax(means)))
+
+
+def delay_audio(wav: np.ndarray, shift_frames: int) -> np.ndarray:
+    """The clip's audio delayed by ``shift_frames`` video frames (640 samples each), same length.
+
+    ``shift_frames > 0``: the sound comes later than the picture (silence is prepended and the
+    end is cut), the convention of :func:`avlib.media.remux_with_shifted_audio`; ``< 0``: earlier
+    (the start is cut, silence appended). The sync protocols then report
+    ``sync.audio_delay_to_offset(shift_frames) = -shift_frames``.
+    """
+    x = np.asarray(wav)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (N,), got shape {x.shape}")
+    if int(shift_frames) != shift_frames:
+        raise ValueError(f"shift_frames must be a whole number of frames, got {shift_frames!r}")
+    n = SAMPLES_PER_FRAME * int(shift_frames)
+    out = np.zeros_like(x)
+    if n >= 0:
+        out[n:] = x[: len(x) - n] if n < len(x) else x[:0]
+    else:
+        out[: len(x) + n] = x[-n:] if -n < len(x) else x[:0]
+    return out

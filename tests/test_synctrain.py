@@ -1,0 +1,318 @@
+"""Sync training recipes: losses, F1 both ways, training steps, train-or-load keys, store evaluation."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from avlib import sync, synctrain
+from avlib.artifacts import ArtifactMissing
+from avlib.audio import syncnet_mfcc, vocalist_mel, wav2lip_mel
+from avlib.models import expert_loss
+from avlib.models.syncnet import contrastive_loss
+from avlib.store import ClipStore, StoreWriter
+from avlib.syncdata import SyncPairs
+from avlib.train import TrainConfig
+
+SPF = 640
+T = 24  # frames per toy clip (>= 15 for SyncPairs)
+SYNCNET_SIZE = 56  # smallest comfortable SyncNet crop (>= 51)
+TINY = {
+    "syncnet": {"width": 0.0625, "emb_dim": 16},
+    "expert": {"width": 0.0625},
+    "vocalist": {"d_model": 16, "prenet_widths": [4, 4, 8, 8, 16], "n_layers": 1, "n_heads": 2},
+}
+
+
+# --------------------------------------------------------------------------- a tiny store
+def _toy_clip(seed: int, shift: int = 0) -> tuple[dict, np.ndarray]:
+    """Crops whose lower half brightens with the loudness of each frame's audio (delayed by
+    ``shift`` frames in the audio): a learnable, clip-specific sync cue."""
+    rng = np.random.default_rng(seed)
+    gains = rng.uniform(0.02, 0.6, T + abs(shift))
+    audio_gains = np.roll(gains, shift)[:T] if shift else gains[:T]
+    wav = (rng.standard_normal(T * SPF) * audio_gains.repeat(SPF)).clip(-1, 1).astype(np.float32)
+    level = (40 + 300 * gains[:T]).clip(0, 255).astype(np.uint8)
+
+    def crops(size: int) -> np.ndarray:
+        img = np.full((T, size, size, 3), 90, np.uint8)
+        img[:, size // 2 :, :, :] = level[:, None, None, None]
+        return img
+
+    return {"face96": crops(96), "syncnet": crops(SYNCNET_SIZE)}, wav
+
+
+def _write(writer: StoreWriter, clip_id: str, split: str, kind: str, seed: int, shift: int = 0):
+    streams, wav = _toy_clip(seed, shift)
+    features = {"wav2lip_mel": wav2lip_mel(wav), "vocalist_mel": vocalist_mel(wav),
+                "syncnet_mfcc": syncnet_mfcc(wav)}
+    meta = {"dataset": "corpus", "split": split, "speaker": f"s{seed % 3}", "transcript": "toy",
+            "extra": {"kind": kind, "shift_frames": shift}}
+    writer.write_clip(clip_id, meta, streams, wav, features, orders={"face96": "bgr", "syncnet": "bgr"})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> ClipStore:
+    root = tmp_path_factory.mktemp("store")
+    writer = StoreWriter(root)
+    for i in range(3):
+        _write(writer, f"grid/train{i}", "train", "grid", seed=i)
+    _write(writer, "grid/val0", "val", "grid", seed=10)
+    _write(writer, "grid/test0", "test", "grid", seed=20)
+    _write(writer, "grid/unseen0", "test_unseen", "grid", seed=30)
+    _write(writer, "sync/test/shifted", "test", "sync", seed=40, shift=3)
+    writer.finalize()
+    return ClipStore(root)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and a loaded machine makes two threads spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(steps=3, lr=1e-3, eval_every=3, ckpt_every=3, log_every=1, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --------------------------------------------------------------------------- losses and metrics
+def test_contrastive_loss_on_hand_built_embeddings():
+    a = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    v = torch.tensor([[3.0, 4.0], [3.0, 4.0], [3.0, 4.0]])  # distance 5 for every pair
+    genuine = contrastive_loss(a, v, torch.ones(3), margin=6.0)
+    assert genuine.item() == pytest.approx(25.0)  # y d^2
+    close_false = contrastive_loss(a, v, torch.zeros(3), margin=6.0)
+    assert close_false.item() == pytest.approx(1.0)  # (margin - d)^2
+    far_false = contrastive_loss(a, v, torch.zeros(3), margin=4.0)
+    assert far_false.item() == 0.0  # beyond the margin: no cost
+    mixed = contrastive_loss(a, v, torch.tensor([1.0, 0.0, 0.0]), margin=6.0)
+    assert mixed.item() == pytest.approx((25.0 + 1.0 + 1.0) / 3)
+
+
+def test_contrastive_loss_gradient_is_finite_for_identical_embeddings():
+    a = torch.zeros(2, 4, requires_grad=True)
+    loss = contrastive_loss(a, torch.zeros(2, 4), torch.tensor([1.0, 0.0]), margin=1.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.5, abs=1e-5) and torch.isfinite(a.grad).all()
+
+
+def test_contrastive_loss_rejects_bad_input():
+    with pytest.raises(ValueError, match="equal shape"):
+        contrastive_loss(torch.zeros(2, 3), torch.zeros(2, 4), torch.ones(2), 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        contrastive_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), 0.0)
+    with pytest.raises(ValueError, match="one target per pair"):
+        contrastive_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(3), 1.0)
+
+
+def test_bce_cosine_loss_on_hand_built_embeddings():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    v = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # cosine 1/sqrt(2)
+    cos = 1 / math.sqrt(2)
+    assert expert_loss(a, v, torch.ones(2)).item() == pytest.approx(-math.log(cos), rel=1e-5)
+    assert expert_loss(a, v, torch.zeros(2)).item() == pytest.approx(-math.log(1 - cos), rel=1e-5)
+    # orthogonal non-negative embeddings (cosine 0) are a confident "off sync"
+    orth = expert_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.zeros(1))
+    assert orth.item() < 1e-6
+
+
+def test_weighted_f1_matches_hand_computation():
+    # class 1: tp 2, fp 1, fn 1 -> F1 2/3 (support 3); class 0: tp 0, fp 1, fn 1 -> 0 (support 1)
+    assert synctrain.weighted_f1([1, 1, 0, 1], [1, 1, 1, 0]) == pytest.approx(0.5)
+    assert synctrain.weighted_f1([1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        synctrain.weighted_f1([1, 0], [1])
+
+
+def test_vocalist_f1_both_ways_on_constructed_logits():
+    logits = np.array([2.0, 0.3, -1.0, 0.7, -0.2, 0.1])
+    y = np.array([1, 1, 0, 1, 0, 1])
+    f1 = synctrain.vocalist_f1(logits, y)
+    assert f1["f1"] == pytest.approx(1.0)  # logits > 0 separate the classes perfectly
+    # logits > 0.5 (upstream quirk) call 0.3 and 0.1 off sync:
+    # class 1: tp 2, fn 2 -> 4/6; class 0: tp 2, fp 2 -> 4/6; weighted (4 x 2/3 + 2 x 2/3) / 6
+    assert f1["f1_official"] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("kind", synctrain.KINDS)
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(store, kind):
+    recipe = synctrain.RECIPES[kind]
+    model = synctrain.build(kind, seed=0, **({"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}),
+                            **TINY[kind])
+    options = synctrain._options(kind, model, None, 6, 2)
+    # VocaLiST's 3-D video prenet is the slow one: a smaller batch keeps the test in seconds
+    size, steps = (4, 6) if kind == "vocalist" else (8, 10)
+    rng = np.random.default_rng(0)
+    batch = recipe.batch(SyncPairs(store), rng, size, options)
+    while not 0 < batch["y"].sum() < size:  # both labels, so that the loss must separate them
+        batch = recipe.batch(SyncPairs(store), rng, size, options)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss, metrics, score = recipe.forward(model, batch, options, "cpu")
+        assert score.shape == (size,) and 0.0 <= metrics["acc"] <= 1.0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert min(losses[-3:]) < losses[0]
+
+
+def test_default_margin_scales_with_the_embedding():
+    assert synctrain.default_margin(1024) == pytest.approx(16.0)
+    assert synctrain.default_margin(256) == pytest.approx(8.0)
+    with pytest.raises(ValueError):
+        synctrain.default_margin(0)
+
+
+def test_build_gives_official_sizes_and_rejects_unknown_kinds():
+    assert synctrain.build("expert", width=0.25).config["kwargs"] == {"width": 0.25}
+    with pytest.raises(ValueError, match="unknown sync model kind"):
+        synctrain.build("lipnet")
+
+
+# --------------------------------------------------------------------------- train or load
+def test_train_or_load_caches_by_config(store, tmp_path):
+    root = tmp_path / "artifacts"
+    model, history, folder = synctrain.train_sync_model(
+        "expert", store, TINY["expert"], _cfg(), 8, "auto", root, val_batches=1, progress=False)
+    assert folder.parent.name == "sync_expert" and (folder / "model.safetensors").is_file()
+    assert [r["step"] for r in history.eval] == [3]
+    assert {"val_loss", "val_acc", "val_cos_pos", "val_cos_neg"} <= set(history.eval[0])
+    meta = json.loads((folder / "artifact.json").read_text())
+    assert meta["config"]["store"] == synctrain.store_fingerprint(store)
+    assert meta["config"]["batch_size"] == 8 and meta["config"]["train"]["lr"] == 1e-3
+    assert "device" not in meta["config"]["train"]
+
+    # the same call with policy "load" returns the same weights without training
+    again, _, folder2 = synctrain.train_sync_model(
+        "expert", store, TINY["expert"], _cfg(), 8, "load", root, val_batches=1, progress=False)
+    assert folder2 == folder
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key])
+    # any change of what determines the weights is another product
+    for changed in ({"train_cfg": _cfg(lr=2e-3)}, {"batch_size": 4},
+                    {"model_kwargs": {"width": 0.125}}):
+        args = {"model_kwargs": TINY["expert"], "train_cfg": _cfg(), "batch_size": 8, **changed}
+        with pytest.raises(ArtifactMissing):
+            synctrain.train_sync_model("expert", store, args["model_kwargs"], args["train_cfg"],
+                                       args["batch_size"], "load", root, val_batches=1,
+                                       progress=False)
+    found, _, found_folder = synctrain.find_sync_model("expert", root)
+    assert found_folder == folder and isinstance(found, type(model))
+
+
+def test_syncnet_and_vocalist_recipes_train_and_report_their_metrics(store, tmp_path):
+    root = tmp_path / "artifacts"
+    _, hist, folder = synctrain.train_sync_model(
+        "syncnet", store, TINY["syncnet"], _cfg(steps=2, eval_every=2), 8, "auto", root,
+        max_shift=6, val_batches=1, progress=False)
+    options = json.loads((folder / "artifact.json").read_text())["config"]["options"]
+    assert options == {"margin": pytest.approx(2.0), "max_shift": 6, "min_shift": 2}
+    assert {"val_loss", "val_dist_pos", "val_dist_neg"} <= set(hist.eval[-1])
+    _, hist, _ = synctrain.train_sync_model(
+        "vocalist", store, TINY["vocalist"], _cfg(steps=1, eval_every=1), 4, "auto", root,
+        val_batches=1, progress=False)
+    assert {"val_loss", "val_f1", "val_f1_official"} <= set(hist.eval[-1])
+
+
+def test_syncnet_img_size_must_match_the_store(store, tmp_path):
+    with pytest.raises(ValueError, match="img_size=96"):
+        synctrain.train_sync_model("syncnet", store, {**TINY["syncnet"], "img_size": 96}, _cfg(),
+                                   8, "auto", tmp_path, progress=False)
+    assert synctrain.syncnet_crop_size(store) == SYNCNET_SIZE
+
+
+def test_find_sync_model_says_which_chapter_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="02_syncnet"):
+        synctrain.find_sync_model("syncnet", tmp_path)
+
+
+def test_fingerprint_ignores_location_but_not_content(store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(store.root, copy)
+    assert synctrain.store_fingerprint(ClipStore(copy)) == synctrain.store_fingerprint(store)
+    shutil.rmtree(copy / "clips" / "grid%2Fval0")
+    StoreWriter(copy).finalize()
+    assert synctrain.store_fingerprint(ClipStore(copy)) != synctrain.store_fingerprint(store)
+
+
+# --------------------------------------------------------------------------- evaluation
+def test_clip_records_kinds_and_true_offsets(store):
+    grid = synctrain.store_clips(store)
+    assert [r["id"] for r in grid] == ["grid/test0", "grid/unseen0"]
+    shifted = synctrain.store_clips(store, kind="sync")
+    assert [r["id"] for r in shifted] == ["sync/test/shifted"]
+    # audio delayed by 3 frames: the protocol's offset is -3 (sync.audio_delay_to_offset)
+    assert synctrain.true_offset(shifted[0]) == -3 == sync.audio_delay_to_offset(3)
+    assert synctrain.true_offset(grid[0]) == 0
+    assert synctrain.clip_frames(store, "grid/test0", "syncnet").shape == (T, SYNCNET_SIZE, SYNCNET_SIZE, 3)
+    assert synctrain.clip_frames(store, "grid/test0", "expert").shape == (T, 96, 96, 3)
+    assert synctrain.clip_audio(store, "grid/test0").shape == (T * SPF,)
+
+
+@pytest.mark.parametrize("kind", ["syncnet", "expert"])
+def test_evaluate_store_returns_the_table_shape(store, kind):
+    extra = {"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}
+    model = synctrain.build(kind, seed=0, **TINY[kind], **extra).eval()
+    scorer = synctrain.make_scorer(model)
+    contexts = (5, 7, 9)
+    result = synctrain.evaluate_store(scorer, store, contexts=contexts, keep_scores=True)
+    assert list(result.table.index) == ["seen", "unseen"]
+    assert list(result.table.columns) == list(contexts)
+    assert ((result.table >= 0) & (result.table <= 100)).all().all()
+    assert set(result.scores) == {"grid/test0", "grid/unseen0"}
+    shifted = synctrain.evaluate_store(scorer, store, splits=("test",), kind="sync", contexts=contexts)
+    assert list(shifted.per_clip["true_offset"]) == [-3]
+    assert list(shifted.table.index) == ["seen"]
+
+
+def test_evaluate_store_explains_an_empty_selection(store):
+    model = synctrain.build("expert", **TINY["expert"]).eval()
+    with pytest.raises(ValueError, match="no clip of kind"):
+        synctrain.evaluate_store(synctrain.make_scorer(model), store, kind="lrw")
+
+
+def test_stream_for_models_kinds_and_scorers():
+    assert synctrain.stream_for("syncnet") == "syncnet"
+    assert synctrain.stream_for("expert") == "face96" == synctrain.stream_for("vocalist")
+    model = synctrain.build("expert", **TINY["expert"])
+    assert synctrain.stream_for(synctrain.make_scorer(model)) == "face96"
+    with pytest.raises(ValueError):
+        synctrain.stream_for("lipnet")
+
+
+def test_clip_offset_ignores_out_of_range_scores():
+    vshift = 3
+    scores = np.full((4, 2 * vshift + 1), 0.0)
+    scores[:, vshift + 2] = 1.0  # best column: offset -2
+    scores[0, :2] = sync.OUT_OF_RANGE  # masked edges must not pull their columns down
+    scores[3, -1] = sync.OUT_OF_RANGE
+    assert synctrain.clip_offset(scores) == -2
+    with pytest.raises(ValueError):
+        synctrain.clip_offset(np.zeros((3, 4)))
+
+
+def test_delay_audio_moves_the_sound_by_whole_frames():
+    wav = np.arange(4 * SPF, dtype=np.float32) + 1
+    later = synctrain.delay_audio(wav, 1)
+    assert later.shape == wav.shape and not later[:SPF].any()
+    np.testing.assert_array_equal(later[SPF:], wav[:-SPF])
+    earlier = synctrain.delay_audio(wav, -2)
+    np.testing.assert_array_equal(earlier[: 2 * SPF], wav[2 * SPF :])
+    assert not earlier[2 * SPF :].any()
+    assert not synctrain.delay_audio(wav, 9).any()  # shifted past the end: silence
+    with pytest.raises(ValueError):
+        synctrain.delay_audio(wav, 0.5)
