@@ -14,6 +14,7 @@ def progress_bar(total: int | None = None, desc: str | None = None, unit: str = 
                  disable: bool = False, **kwargs) -> tqdm:
     """A text progress bar on stdout (so notebooks keep it with the cell's output)."""
     kwargs.setdefault("file", sys.stdout)
-    kwargs.setdefault("mininterval", 1.0)
+    # A notebook or a CI log keeps every update: refresh rarely there, often in a terminal.
+    kwargs.setdefault("mininterval", 1.0 if sys.stdout.isatty() else 15.0)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, **kwargs)
