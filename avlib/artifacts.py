@@ -59,6 +59,18 @@ def resolve_artifacts_root(artifacts_root: str | os.PathLike | None, profile: st
     return path.expanduser().resolve()
 
 
+def settings_from_dict(cls, values: dict, what: str = "settings"):
+    """Build the dataclass ``cls`` from a dict, naming unknown keys (a typo in a profile or a
+    ``--set`` option) instead of failing with a bare TypeError."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(names)}")
+    return cls(**values)
+
+
 def config_key(config: dict) -> str:
     """Short stable hash of a JSON-able configuration."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()

@@ -297,11 +297,9 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PreprocessConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown preprocessing settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**values)
+        from avlib.artifacts import settings_from_dict
+
+        return settings_from_dict(cls, values, "preprocessing settings")
 
 
 class ClipRejected(Exception):

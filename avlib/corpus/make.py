@@ -74,11 +74,9 @@ class CorpusConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CorpusConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown corpus settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**values)
+        from avlib.artifacts import settings_from_dict
+
+        return settings_from_dict(cls, values, "corpus settings")
 
 
 # --------------------------------------------------------------------------------------------
