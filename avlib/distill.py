@@ -93,6 +93,8 @@ RELATIONS = ("attn", "vv")  #: q-k cross-attention distribution and v-v value re
 _ALL_RELATIONS = ("attn", "qq", "kk", "vv")
 PRODUCT_NAME = "mtd_vocalist"  #: artifact name of distilled students
 WEIGHT_LR = 0.05  #: default Adam learning rate of the log-variances s_m
+#: Modules whose source is part of a distilled student's product key.
+DISTILL_CODE = ("avlib.distill", "avlib.models.vocalist", "avlib.syncdata")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,5 +515,6 @@ def train_distilled(
                        val_batches=val_batches, train_split=train_split, val_split=val_split,
                        progress=progress)
 
+    # The loss, the network and the pair sampler determine the weights: editing them retrains.
     return train_or_load(PRODUCT_NAME, config, build, fit, policy, artifacts_root,
-                         producer="03_vocalist")
+                         producer="03_vocalist", code=DISTILL_CODE)

@@ -21,13 +21,21 @@ size and the identity of the store's content (:func:`store_fingerprint`), so tha
 gets the same weights back with the same call and ``policy="load"``. Every finished model is also
 recorded as the *current* one of its kind (:func:`find_sync_model`).
 
-Validation uses fixed batches from the ``val`` split: they are drawn from a fixed seed, and
-re-drawn from that seed at every evaluation (identical batches, flat memory: a batch of
-224-pixel SyncNet windows is 190 MB).
+Shared-video batches (``negatives=m > 1``, :func:`shared_video_batch`) pair each video window
+with its true audio and ``m`` false audio windows drawn as the paper draws false pairs: the video
+stream is the expensive half of SyncNet and of the expert, so a CPU run sees ``m`` times more false
+pairs per video pass. The loss weighs the genuine and false halves equally, like the papers'
+half-and-half batches. ``negatives=1`` (default) is the papers' sampling.
+
+Validation uses fixed batches of the papers' pairs from the ``val`` split: they are drawn from a
+fixed seed, and re-drawn from that seed at every evaluation (identical batches, flat memory: a
+batch of 224-pixel SyncNet windows is 190 MB).
 
 :func:`evaluate_store` runs the shared accuracy protocol of :mod:`avlib.sync` over the store's
 test clips (GRID clips at offset 0, sync-test clips at their recorded shift) for any scorer, so
 one table compares SyncNet, the Wav2Lip expert, VocaLiST and MTDVocaLiST on the same clips.
+:class:`AudioOracleScorer` and :func:`accuracy_on_speech` measure what digital silence does to
+that protocol: identical silent audio windows tie, and no model can win those windows.
 """
 from __future__ import annotations
 
@@ -44,13 +52,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avlib import audio as A
 from avlib import sync
 from avlib.artifacts import atomic_write_json
 from avlib.audio import SAMPLES_PER_FRAME
 from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
 from avlib.models.syncnet import contrastive_loss
 from avlib.store import ClipStore, StoreError
-from avlib.syncdata import FACE_STREAM, SYNCNET_STREAM, SyncPairs
+from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs, lower_half,
+                            syncnet_video)
 from avlib.train import History, Trainer, TrainConfig, train_or_load
 
 __all__ = [
@@ -60,6 +70,7 @@ __all__ = [
     "EXPERT_TARGET_EVAL_LOSS",
     "SyncRecipe",
     "RECIPES",
+    "shared_video_batch",
     "default_margin",
     "weighted_f1",
     "vocalist_f1",
@@ -79,11 +90,23 @@ __all__ = [
     "store_clips",
     "make_scorer",
     "evaluate_store",
+    "clip_mean_scores",
     "clip_offset",
     "delay_audio",
+    "AudioOracleScorer",
+    "speech_windows",
+    "accuracy_on_speech",
 ]
 
 KINDS = ("syncnet", "expert", "vocalist")
+#: The chapter that trains each kind (recorded in the product's metadata).
+PRODUCERS = {"syncnet": "02_syncnet", "expert": "02_syncnet", "vocalist": "03_vocalist"}
+#: Modules whose source is part of a trained model's product key.
+TRAIN_CODE = {
+    "syncnet": ("avlib.synctrain", "avlib.syncdata", "avlib.models.syncnet", "avlib.models.blocks"),
+    "expert": ("avlib.synctrain", "avlib.syncdata", "avlib.models.sync_color", "avlib.models.blocks"),
+    "vocalist": ("avlib.synctrain", "avlib.syncdata", "avlib.models.vocalist"),
+}
 
 #: Published optimisation settings (spec §2.3, §3.4). SyncNet's training code was never released.
 OFFICIAL = {
@@ -182,7 +205,10 @@ class SyncRecipe:
 
     def batch(self, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
               options: Mapping[str, Any]) -> dict:
-        """One training batch drawn as the paper drew it (see :mod:`avlib.syncdata`)."""
+        """One training batch drawn as the paper drew it (see :mod:`avlib.syncdata`), or, with
+        ``options["negatives"] = m > 1``, a shared-video batch (:func:`shared_video_batch`)."""
+        if options.get("negatives", 1) > 1:
+            return shared_video_batch(self.kind, pairs, rng, batch_size, options)
         if self.kind == "syncnet":
             return pairs.syncnet_batch(rng, batch_size, max_shift=options["max_shift"],
                                        min_shift=options["min_shift"])
@@ -193,6 +219,8 @@ class SyncRecipe:
     def forward(self, model, batch: dict, options: Mapping[str, Any], device) -> StepOutput:
         """``(loss, metrics, score)``: score (B,) is higher for pairs the model calls in sync
         (negative distance, cosine, or logit)."""
+        if "audio_sets" in batch:
+            return self._forward_shared(model, batch, options, device)
         y = batch["y"].to(device).float()
         if self.kind == "syncnet":
             audio, video = model(batch["mfcc"].to(device), batch["frames"].to(device))
@@ -214,6 +242,82 @@ class SyncRecipe:
         loss = F.binary_cross_entropy_with_logits(logits, y)
         z = logits.detach()
         return loss, {"acc": float(((z > 0) == y.bool()).float().mean())}, z
+
+
+    def _forward_shared(self, model, batch: dict, options: Mapping[str, Any], device) -> StepOutput:
+        """Loss of a shared-video batch: half on the B genuine pairs, half on the B m false ones,
+        each half with the paper's loss function, so the objective equals the paper's in
+        expectation (its batches are half genuine, half false)."""
+        audio_sets = batch["audio_sets"].to(device)  # (B, 1 + m, 1, H, W)
+        n, k = audio_sets.shape[:2]
+        flat = audio_sets.reshape(n * k, *audio_sets.shape[2:])
+        if self.kind == "syncnet":
+            audio = model.forward_aud(flat)
+            video = model.forward_lip(batch["video"].to(device))
+        else:
+            audio, video = model(flat, batch["video"].to(device))
+        audio = audio.view(n, k, -1)
+        pos_a, neg_a = audio[:, 0], audio[:, 1:].reshape(n * (k - 1), -1)
+        neg_v = video.repeat_interleave(k - 1, dim=0)
+        ones, zeros = torch.ones(n, device=device), torch.zeros(n * (k - 1), device=device)
+        if self.kind == "syncnet":
+            loss = 0.5 * (contrastive_loss(pos_a, video, ones, options["margin"])
+                          + contrastive_loss(neg_a, neg_v, zeros, options["margin"]))
+            pos = torch.linalg.vector_norm(pos_a - video, dim=1).detach()
+            neg = torch.linalg.vector_norm(neg_a - neg_v, dim=1).detach()
+            half = options["margin"] / 2
+            acc = 0.5 * float((pos < half).float().mean() + (neg >= half).float().mean())
+            return loss, {"acc": acc, "dist_pos": float(pos.mean()), "dist_neg": float(neg.mean())}, -pos
+        loss = 0.5 * (expert_loss(pos_a, video, ones) + expert_loss(neg_a, neg_v, zeros))
+        pos = F.cosine_similarity(pos_a, video, dim=1).detach()
+        neg = F.cosine_similarity(neg_a, neg_v, dim=1).detach()
+        acc = 0.5 * float((pos > 0.5).float().mean() + (neg <= 0.5).float().mean())
+        return loss, {"acc": acc, "cos_pos": float(pos.mean()), "cos_neg": float(neg.mean())}, pos
+
+
+def shared_video_batch(kind: str, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
+                       options: Mapping[str, Any]) -> dict:
+    """``batch_size`` video windows, each with its true audio window and ``m`` false ones.
+
+    The video stream is the expensive half of both networks (a 5-frame image stack against 0.2 s
+    of audio), so pairing each video window with ``m = options["negatives"]`` false audio windows
+    multiplies the false pairs per video pass by ``m`` for ``m`` extra passes of the cheap audio
+    encoder. The false audio windows are drawn the way each paper draws its false pairs:
+
+    * ``syncnet``: the audio moved by ``min_shift..max_shift`` frames either way;
+    * ``expert``: another window of the same clip that does not overlap the video window
+      (upstream keeps the audio and moves the video; the pairs (video start, audio start) are the
+      same set of non-overlapping window pairs of the clip either way).
+
+    Returns ``{"video": (B, ...), "audio_sets": (B, 1 + m, 1, H, W)}`` (entry 0 = the true audio):
+    SyncNet video (B, 3, 5, S, S) raw 0-255 BGR with MFCC (13 x 20) audio; expert video
+    (B, 15, 48, 96) in [0, 1] with Wav2Lip mel (80 x 16) audio.
+    """
+    m = int(options["negatives"])
+    videos, audio_sets = [], []
+    for _ in range(batch_size):
+        clip = pairs.clips[int(rng.integers(len(pairs.clips)))]
+        last = pairs.n_frames[clip] - WINDOW
+        f = int(rng.integers(0, last + 1))
+        if kind == "syncnet":
+            starts = [f + s for s in range(-options["max_shift"], options["max_shift"] + 1)
+                      if abs(s) >= options["min_shift"] and 0 <= f + s <= last]
+        else:
+            starts = [g for g in range(last + 1) if abs(g - f) >= WINDOW]
+        if not starts:
+            raise ValueError(f"clip {clip!r} is too short for a false pair; train on clips of at "
+                             f"least {3 * WINDOW} frames (SyncPairs(min_frames=...))")
+        chosen = rng.choice(starts, size=m, replace=len(starts) < m)
+        if kind == "syncnet":
+            videos.append(syncnet_video(pairs.store.frames(clip, SYNCNET_STREAM, f, WINDOW)))
+            feature = pairs.store.feature(clip, "syncnet_mfcc")
+            audio_sets.append(np.stack([A.mfcc_window(feature, int(a), at_end="pad") for a in (f, *chosen)]))
+        else:
+            videos.append(lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)))
+            feature = pairs.store.feature(clip, "wav2lip_mel")
+            audio_sets.append(np.stack([A.mel_window(feature, int(a), at_end="pad") for a in (f, *chosen)]))
+    return {"video": torch.from_numpy(np.stack(videos)),
+            "audio_sets": torch.from_numpy(np.stack(audio_sets)[:, :, None].astype(np.float32))}
 
 
 def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str, float]:
@@ -256,14 +360,23 @@ def build(kind: str, seed: int | None = None, **size) -> torch.nn.Module:
 
 
 def _options(kind: str, model: torch.nn.Module, margin: float | None, max_shift: int,
-             min_shift: int) -> dict[str, Any]:
+             min_shift: int, negatives: int = 1) -> dict[str, Any]:
     """The recipe's loss/sampling options (part of the product key)."""
+    if int(negatives) != negatives or negatives < 1:
+        raise ValueError(f"negatives must be a positive integer (1 = the papers' pairs), "
+                         f"got {negatives!r}")
+    if kind == "vocalist" and negatives != 1:
+        raise ValueError("VocaLiST scores each (video, audio) pair jointly, so extra negatives share "
+                         "no computation; use negatives=1")
+    # negatives=1 keeps the key of the papers' sampling unchanged
+    extra = {} if negatives == 1 else {"negatives": int(negatives)}
     if kind != "syncnet":
-        return {}
+        return extra
     if not 1 <= int(min_shift) <= int(max_shift):
-        raise ValueError(f"SyncNet false pairs need 1 <= min_shift <= max_shift, got {min_shift}, {max_shift}")
+        raise ValueError(f"SyncNet false pairs need 1 <= min_shift <= max_shift, got {min_shift}, "
+                         f"{max_shift}")
     return {"margin": float(margin if margin is not None else default_margin(model.emb_dim)),
-            "max_shift": int(max_shift), "min_shift": int(min_shift)}
+            "max_shift": int(max_shift), "min_shift": int(min_shift), **extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +462,8 @@ def make_evaluator(kind: str, store: ClipStore, batch_size: int, n_batches: int 
         pairs = SyncPairs(store, split=split)
     except ValueError as err:
         raise ValueError(f"cannot validate {kind} on split {split!r}: {err}") from None
-    opts = dict(options or {})
+    # validation always draws the papers' pairs, whatever the training batches were
+    opts = {k: v for k, v in dict(options or {}).items() if k != "negatives"}
 
     def evaluate(model: torch.nn.Module) -> dict:
         losses, weights, scores, labels, sums = [], [], [], [], {}
@@ -395,6 +509,7 @@ def train_sync_model(
     margin: float | None = None,
     max_shift: int = 15,
     min_shift: int = 2,
+    negatives: int = 1,
     val_batches: int = 8,
     val_split: str = "val",
     train_split: str = "train",
@@ -415,6 +530,11 @@ def train_sync_model(
         margin: SyncNet's contrastive margin (default :func:`default_margin` of the embedding size).
         max_shift, min_shift: SyncNet false pairs move the audio by ``min_shift..max_shift``
             frames either way.
+        negatives: false pairs per video window. 1 = the papers' batches (half genuine, half
+            false pairs, each with its own video window); m > 1 = shared-video batches
+            (:func:`shared_video_batch`): each video window with its true audio and m false audio
+            windows, the two halves of the loss weighted equally. Validation always uses the
+            papers' pairs, so ``val_loss`` is comparable either way.
         val_batches: fixed validation batches of ``batch_size`` pairs per evaluation.
         val_split, train_split: store splits to validate and train on.
         progress: show the training progress bar.
@@ -439,7 +559,7 @@ def train_sync_model(
                 f"{crop}x{crop}; set img_size={crop} or preprocess with syncnet_size="
                 f"{kwargs['img_size']}")
     probe = build(kind, **kwargs)  # validates the arguments and gives the normalised config
-    options = _options(kind, probe, margin, max_shift, min_shift)
+    options = _options(kind, probe, margin, max_shift, min_shift, negatives)
     config = product_config(kind, store, probe.config, train_cfg, batch_size, options,
                             val_batches, val_split, train_split)
     del probe
@@ -466,8 +586,10 @@ def train_sync_model(
         trainer = Trainer(model, sample, step, train_cfg, workdir, evaluate=evaluate)
         return trainer.fit(progress=progress)
 
+    # The recipe, the pair sampler and the network determine the weights: editing them retrains.
     model, history, folder = train_or_load(product_name(kind), config, make_model, fit, policy,
-                                           artifacts_root, producer="02_syncnet")
+                                           artifacts_root, producer=PRODUCERS[kind],
+                                           code=TRAIN_CODE[kind])
     atomic_write_json(_current_path(kind, artifacts_root), {"path": str(Path(folder).resolve())})
     return model, history, folder
 
@@ -504,7 +626,7 @@ def stream_for(model_or_kind) -> str:
         raise ValueError(f"unknown model kind {model_or_kind!r}; use one of {KINDS}")
     if isinstance(model_or_kind, sync.EmbeddingScorer):
         return SYNCNET_STREAM if model_or_kind.kind == "syncnet" else FACE_STREAM
-    if isinstance(model_or_kind, sync.PairScorer):
+    if isinstance(model_or_kind, (sync.PairScorer, AudioOracleScorer)):
         return FACE_STREAM
     if isinstance(model_or_kind, SyncNet):
         return SYNCNET_STREAM
@@ -622,18 +744,25 @@ def evaluate_store(
                               vshift=vshift, progress=progress, keep_scores=keep_scores)
 
 
-def clip_offset(scores) -> int:
-    """A clip's offset from its window scores ``(n, 2 vshift + 1)``: the column whose mean over
-    the windows where it is in range is highest, as ``vshift - column`` (the sign of
-    :func:`avlib.sync.predicted_offsets`). Out-of-range entries (``sync.OUT_OF_RANGE``) are
-    left out of the means instead of dragging them down."""
+def clip_mean_scores(scores) -> np.ndarray:
+    """Mean score of each candidate column over the windows where it lies inside the clip:
+    ``(n, 2 vshift + 1)`` -> ``(2 vshift + 1,)`` (``-inf`` for a column that is never inside).
+    Out-of-range entries (``sync.OUT_OF_RANGE``) are left out instead of dragging means down.
+    Column j is the candidate offset ``vshift - j``."""
     arr = np.asarray(scores, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] % 2 != 1 or arr.shape[0] < 1:
         raise ValueError(f"scores must have shape (n_windows >= 1, 2 * vshift + 1), got {arr.shape}")
     valid = arr > sync.OUT_OF_RANGE / 2
     counts = valid.sum(axis=0)
-    means = np.where(counts > 0, np.where(valid, arr, 0.0).sum(axis=0) / np.maximum(counts, 1), -np.inf)
-    return int((arr.shape[1] - 1) // 2 - int(np.argmax(means)))
+    return np.where(counts > 0, np.where(valid, arr, 0.0).sum(axis=0) / np.maximum(counts, 1), -np.inf)
+
+
+def clip_offset(scores) -> int:
+    """A clip's offset from its window scores ``(n, 2 vshift + 1)``: the column with the highest
+    :func:`clip_mean_scores`, as ``vshift - column`` (the sign of
+    :func:`avlib.sync.predicted_offsets`)."""
+    means = clip_mean_scores(scores)
+    return int((len(means) - 1) // 2 - int(np.argmax(means)))
 
 
 def delay_audio(wav: np.ndarray, shift_frames: int) -> np.ndarray:
@@ -656,3 +785,85 @@ def delay_audio(wav: np.ndarray, shift_frames: int) -> np.ndarray:
     else:
         out[: len(x) + n] = x[-n:] if -n < len(x) else x[:0]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# What silence does to the protocol
+# ---------------------------------------------------------------------------------------------
+class AudioOracleScorer:
+    """The best any sync model can do on an **in-sync** clip: a scorer whose "video" reveals the
+    true audio exactly.
+
+    Window i is scored against audio window ``i - vshift + j`` by the negative distance between
+    the two Wav2Lip mel windows (window i's own audio stands for what its video shows), so the
+    true offset always has the highest possible score. It still fails where other audio windows
+    are *identical* to the true one: stretches of digital silence give identical mel windows, the
+    tie goes to the first column (``np.argmax``), and no model that sees only these inputs can do
+    better there. Its accuracy is the ceiling of the protocol on a set of clips. Valid for clips
+    at offset 0 only (``evaluate_store(..., kind="grid")``); frames are used for their count.
+    """
+
+    def window_scores(self, frames: np.ndarray, wav: np.ndarray,
+                      vshift: int = sync.DEFAULT_VSHIFT) -> np.ndarray:
+        """(n_windows, 2 vshift + 1) float64 scores (``sync.OUT_OF_RANGE`` outside the clip)."""
+        from avlib.audio import wav2lip_mel
+
+        n = sync.num_sync_windows(len(frames), len(wav))
+        if n < 1:
+            raise ValueError(f"the clip is too short to score ({len(frames)} frames, {len(wav)} samples)")
+        mel = wav2lip_mel(np.asarray(wav, dtype=np.float32))
+        windows = np.stack([A.mel_window(mel, i) for i in range(n)]).reshape(n, -1).astype(np.float64)
+        audio_index = np.arange(n)[:, None] - vshift + np.arange(2 * vshift + 1)[None, :]
+        inside = (audio_index >= 0) & (audio_index < n)
+        scores = np.full(audio_index.shape, sync.OUT_OF_RANGE)
+        rows, cols = np.nonzero(inside)
+        scores[rows, cols] = -np.linalg.norm(windows[rows] - windows[audio_index[rows, cols]], axis=1)
+        return scores
+
+
+def speech_windows(wav: np.ndarray, n_windows: int, rms_threshold: float = RMS_SILENT) -> np.ndarray:
+    """(n_windows,) bool: whether audio window i (samples ``[640 i, 640 i + 3200)``) holds sound
+    above ``rms_threshold`` (VocaLiST's silence threshold 0.01 by default)."""
+    x = np.asarray(wav, dtype=np.float64)
+    out = np.zeros(int(n_windows), dtype=bool)
+    for i in range(int(n_windows)):
+        chunk = x[SAMPLES_PER_FRAME * i : SAMPLES_PER_FRAME * (i + WINDOW)]
+        out[i] = chunk.size > 0 and float(np.sqrt(np.mean(chunk**2))) > rms_threshold
+    return out
+
+
+def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
+                       rms_threshold: float = RMS_SILENT):
+    """The accuracy table of ``evaluation`` counted only on windows whose true audio holds speech.
+
+    Context averaging still uses every window (as the protocol does); only the windows that are
+    *counted* change: a window counts when the audio window that truly belongs to it (``i -
+    true_offset``) is above ``rms_threshold``. Needs ``evaluate_store(..., keep_scores=True)``.
+
+    Returns a DataFrame (group x context, %), like ``evaluation.table``.
+    """
+    import pandas as pd
+
+    if not evaluation.scores:
+        raise ValueError("the evaluation kept no scores; run evaluate_store(..., keep_scores=True)")
+    rows = []
+    for rec in evaluation.per_clip.itertuples(index=False):
+        scores = evaluation.scores[rec.clip_id]
+        n = scores.shape[0]
+        own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
+        true_audio = np.arange(n) - int(rec.true_offset)
+        valid = (true_audio >= 0) & (true_audio < n)
+        counted = np.zeros(n, dtype=bool)
+        counted[valid] = own[true_audio[valid]]
+        if not counted.any():
+            continue
+        row = {"group": rec.group}
+        for context in evaluation.contexts:
+            predicted = sync.predicted_offsets(sync.context_average(scores, context))
+            correct = np.abs(predicted - int(rec.true_offset)) <= evaluation.tolerance
+            row[context] = float(np.mean(correct[counted]))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["group", *evaluation.contexts])
+    groups = list(dict.fromkeys(table["group"]))
+    means = table.groupby("group", sort=False)[list(evaluation.contexts)].mean() * 100.0
+    return means.loc[groups].rename_axis(index="group", columns="context (frames)")

@@ -211,7 +211,7 @@ plotting.save(fig, figures / "architecture.png");
 # ## How big: parameter counts
 #
 # The official VocaLiST and MTDVocaLiST are instantiated below and counted; the paper reports
-# 80.1 M and the student paper 13.28 M. The CPU sizes of this profile follow the same topology
+# 80.1 M, the student paper 13.28 M and a reduction of 83.52 %. The CPU sizes of this profile follow the same topology
 # with fewer channels and layers.
 
 # %%
@@ -330,7 +330,7 @@ pd.DataFrame(teacher_hist.eval).set_index("step").round(3)
 
 # %%
 pairs = SyncPairs(store, split="train")
-probe_batch = pairs.vocalist_batch(np.random.default_rng(seed), batch_size)
+probe_batch = pairs.vocalist_batch(rng, batch_size)
 with torch.no_grad():
     video_tok, audio_tok = teacher.prenets(probe_batch["faces"], probe_batch["mel"])
 zero_video = float((video_tok[:, :, 0] == 0).float().mean())
@@ -348,12 +348,16 @@ print(f"tokens with channel 0 exactly zero (no positional embedding): video {100
 # L = \mathrm{BCE}(z_s, y) + \alpha \sum_m \tfrac12\left(e^{-s_m}\,\ell_m + s_m\right)
 # $$
 #
-# * **features** (MSE): the video and audio prenet tokens and every layer's output of the three
-#   units; a learned linear map lifts the student's narrower features to the teacher's width;
+# * **features** (MSE divided by the variance of the teacher's features, so that every site
+#   reads on the same scale): the video and audio prenet tokens and every layer's output of the
+#   three units; a learned linear map lifts the student's narrower features to the teacher's
+#   width;
 # * **relations** (KL divergence, temperature τ): per layer and unit, the cross-attention
 #   distribution $\mathrm{softmax}(q k^\top/\sqrt{d}/\tau)$ (with the unit's mask) and the value
 #   relation $\mathrm{softmax}(v v^\top/\sqrt{d}/\tau)$; these are small square-ish matrices per
-#   head, so they need no projection even though the widths differ.
+#   head, so they need no projection even though the widths differ;
+# * **prediction** (binary KL at temperature τ): the student's in-sync probability against the
+#   teacher's.
 #
 # The terms live on very different scales (raw features versus divergences), so each gets a
 # learned log-variance $s_m$, the uncertainty weighting of {cite}`kendall2018multitask` that
@@ -416,7 +420,11 @@ plotting.save(fig, figures / "training_curves.png")
 
 f1_table = pd.DataFrame({name: {k: h.last_eval().get(k) for k in ("val_loss", "val_acc", "val_f1", "val_f1_official")}
                          for name, h in histories.items()}).T
-f1_table
+display(f1_table.round(3))
+gain = f1_table.loc["MTDVocaLiST (distilled)", "val_f1"] - f1_table.loc["student from scratch", "val_f1"]
+print(f"after {student_steps} steps the distilled student's validation F1 is {gain:+.3f} "
+      f"{'above' if gain >= 0 else 'below'} the same student trained from scratch; the teacher's is "
+      f"{f1_table.loc['VocaLiST (teacher)', 'val_f1']:.3f} after {teacher_steps} steps")
 
 # %%
 distill_curve = pd.DataFrame(student_hist.train)
@@ -449,16 +457,29 @@ t0 = time.perf_counter()
 for name, model in models.items():
     scorer = synctrain.make_scorer(model.to(device), device=device)
     evaluations[name] = synctrain.evaluate_store(scorer, store, max_clips=eval_clips,
-                                                 keep_scores=(name == "VocaLiST"))
+                                                 keep_scores=True)
+oracle = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, max_clips=eval_clips)
 timings["evaluation"] = time.perf_counter() - t0
 n_clips = evaluations["VocaLiST"].n_clips
 print(f"clips per group: {n_clips}; evaluation took {timings['evaluation']:.0f} s")
-table = sync.sync_table(evaluations, paper=True)
+table = sync.sync_table({**evaluations, "audio oracle (ceiling)": oracle}, paper=True)
 table.round(1)
+
+# %% [markdown]
+# The last of our rows is not a network. GRID sentences begin and end in *digital* silence
+# (exact zeros): every silent audio window gives the same mel window, so a silent video window
+# ties with every silent candidate and the protocol's `argmax` resolves the tie to the first
+# column, whatever the model. `AudioOracleScorer` (chapter 02) plays a model whose video reveals
+# its own audio exactly; its accuracy is the ceiling of the protocol on these clips. Counting
+# only the windows whose true audio holds speech removes the ties:
+
+# %%
+speech = {name: synctrain.accuracy_on_speech(ev, store) for name, ev in evaluations.items()}
+sync.sync_table(speech, paper=False).round(1)
 
 # %%
 contexts = list(sync.DEFAULT_CONTEXTS)
-fig, axes = plotting.figure(1, 2, height=2.8, sharey=True)
+fig, axes = plotting.figure(1, 2, height=3.4, sharey=True)
 styles = {"SyncNet": ("#777777", "s"), "Wav2Lip expert": ("#2e8b57", "^"),
           "VocaLiST": (plotting.COLORS["audio"], "o"), "MTDVocaLiST": (plotting.COLORS["mouth"], "D"),
           "student from scratch": (plotting.COLORS["pred"], "v")}
@@ -466,12 +487,15 @@ for ax, group in zip(axes, ["seen", "unseen"]):
     for name, ev in evaluations.items():
         color, marker = styles[name]
         ax.plot(contexts, ev.table.loc[group, contexts], marker=marker, color=color, label=name, ms=4)
+    ax.plot(contexts, oracle.table.loc[group, contexts], ls="--", color="black", lw=1,
+            label="audio oracle (ceiling)")
     for name, marker in (("SyncNet", "s"), ("VocaLiST", "o")):
         ax.plot(contexts, sync.PAPER_LRS2.loc[name, contexts], ls=":", marker=marker, mfc="none",
                 color=styles[name][0], ms=4, label=f"{name} (paper, LRS2)")
     ax.set(title=f"{group} speakers (corpus)", xlabel="context (frames)", xticks=contexts)
 axes[0].set_ylabel("±1-frame accuracy (%)")
-axes[1].legend(fontsize=7, loc="lower right")
+handles, labels = axes[0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=7)
 plotting.save(fig, figures / "accuracy_vs_context.png");
 
 # %% [markdown]
@@ -486,14 +510,23 @@ targets = {"VocaLiST >= SyncNet at every context": beats_syncnet,
            "VocaLiST >= 98 % at 15 frames, unseen": unseen_15 >= 98.0}
 lines = [f"- {name}: **{'met' if ok else 'missed'}**" for name, ok in targets.items()]
 lines.append(f"- VocaLiST at 15 frames: {voc.loc['seen', 15]:.1f} % (seen), {unseen_15:.1f} % (unseen); "
-             f"SyncNet: {snet.loc['seen', 15]:.1f} % / {snet.loc['unseen', 15]:.1f} %.")
+             f"SyncNet: {snet.loc['seen', 15]:.1f} % / {snet.loc['unseen', 15]:.1f} %; on speech windows "
+             f"VocaLiST reaches {speech['VocaLiST'].loc['unseen', 15]:.1f} % (unseen).")
+lines.append(f"- The protocol's ceiling on these clips (audio oracle) at 15 frames: "
+             f"{oracle.table.loc['seen', 15]:.1f} % (seen), {oracle.table.loc['unseen', 15]:.1f} % (unseen)"
+             + (": 98 % cannot be reached on them by any model." if oracle.table.loc["unseen", 15] < 98
+                else "."))
 if not all(targets.values()):
+    final = teacher_hist.last_eval()
     lines.append(
-        f"- Why: the `{profile}` profile trains the teacher for {teacher_steps} steps of {batch_size} pairs "
-        f"({teacher_steps * batch_size:,} pairs in all; the paper's run sees about 128 pairs x "
-        "hundreds of thousands of steps) with "
-        f"{count_parameters(teacher):,} parameters instead of 80 M. More steps (`teacher_steps`) or wider "
-        "prenets close the gap at the cost of CPU time; the gpu profile trains the official size.")
+        f"- Why: the `{profile}` profile trains a {count_parameters(teacher):,}-parameter teacher for "
+        f"{teacher_steps} steps of {batch_size} pairs ({teacher_steps * batch_size:,} pairs in all), "
+        "while the official recipe draws batches of 128 pairs from LRS2's 96,318 pretraining videos "
+        "for up to 1,000 epochs with 80 M parameters. At the end the teacher tells in-sync from "
+        f"shifted pairs with {100 * final.get('val_acc', float('nan')):.0f} % validation accuracy "
+        "(chance: 50 %); ranking the true offset first among 31 candidates needs far sharper "
+        "scores (chance: 3 of 31, about 10 %). More steps (`teacher_steps`) close the gap at the "
+        "cost of CPU time; the gpu profile trains the official size.")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -548,14 +581,19 @@ cost.style.format({"parameters": "{:,}", "ms per window": "{:.1f}"})
 
 # %%
 shift = 4
-frame0 = int(rng.integers(0, sync.num_sync_windows(len(face_frames), len(store.audio(clip["id"]))) - shift))
-faces_window = torch.from_numpy(lower_half(face_frames[frame0: frame0 + 5]))[None]
 full_mel = afeat.vocalist_mel(store.audio(clip["id"]))
 
 
 def mel_at(frame):
     start = afeat.mel_start_index(frame)
     return torch.from_numpy(np.ascontiguousarray(full_mel[:, start: start + 16]))[None, None].float()
+
+
+# The loudest window (GRID clips open and close with silence, where any shift sounds the same).
+n_windows = sync.num_sync_windows(len(face_frames), len(store.audio(clip["id"]))) - shift
+frame0 = int(np.argmax([float(mel_at(f).mean()) for f in range(n_windows)]))
+faces_window = torch.from_numpy(lower_half(face_frames[frame0: frame0 + 5]))[None]
+print(f"clip {clip['id']}, lip frames {frame0}..{frame0 + 4}")
 
 
 maps, logits = {}, {}
@@ -600,7 +638,9 @@ metrics = {
     "scratch_student": {"steps": student_steps, "product": str(scratch_dir),
                         "final_eval": scratch_hist.last_eval()},
     "quirk1_zero_channel0_fraction": {"video": zero_video, "audio": zero_audio},
-    "accuracy": {name: table_records(ev) for name, ev in evaluations.items()},
+    "accuracy": {name: table_records(ev) for name, ev in {**evaluations, "audio oracle": oracle}.items()},
+    "accuracy_speech_windows": {name: {g: {str(c): round(float(t.loc[g, c]), 2) for c in contexts}
+                                       for g in t.index} for name, t in speech.items()},
     "eval_clips": n_clips,
     "ms_per_window": {name: round(float(v), 2) for name, v in cost["ms per window"].items()},
     "targets": targets,
@@ -621,8 +661,11 @@ pd.Series(metrics["seconds"], name="seconds").to_frame().T
 # - MTDVocaLiST is trained by imitation: features through learned projections, attention
 #   distributions and value relations through KL divergences, all weighted by learned
 #   uncertainties; the curves compare it with the same student trained alone.
-# - One evaluation protocol puts SyncNet, the expert, VocaLiST and its students in one table;
-#   longer contexts help every model, and the cost per window shows what the accuracy costs.
+# - One evaluation protocol puts SyncNet, the expert, VocaLiST and its students in one table,
+#   next to the ceiling that digital silence puts on it (the audio oracle) and to the same
+#   accuracy counted on speech windows only; the cost per window shows what accuracy costs.
+# - On a CPU budget the corpus-size models stay far from the paper's numbers (the computed
+#   verdict above says by how much and why); the `gpu` profile trains the official sizes.
 
 # %% [markdown]
 # ## Exercises

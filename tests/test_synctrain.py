@@ -316,3 +316,80 @@ def test_delay_audio_moves_the_sound_by_whole_frames():
     assert not synctrain.delay_audio(wav, 9).any()  # shifted past the end: silence
     with pytest.raises(ValueError):
         synctrain.delay_audio(wav, 0.5)
+
+
+# --------------------------------------------------------------------------- shared-video batches
+@pytest.mark.parametrize("kind", ["syncnet", "expert"])
+def test_shared_video_batches_pair_each_video_with_true_and_false_audio(store, kind):
+    extra = {"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}
+    model = synctrain.build(kind, seed=0, **TINY[kind], **extra)
+    options = synctrain._options(kind, model, None, 6, 2, negatives=3)
+    assert options["negatives"] == 3
+    batch = synctrain.RECIPES[kind].batch(SyncPairs(store), np.random.default_rng(0), 4, options)
+    audio_shape = (1, 13, 20) if kind == "syncnet" else (1, 80, 16)
+    assert batch["audio_sets"].shape == (4, 4, *audio_shape)
+    # the true audio differs from the false ones (toy clips have a different loudness per frame)
+    assert not torch.equal(batch["audio_sets"][:, 0], batch["audio_sets"][:, 1])
+    model.train()
+    loss, metrics, score = synctrain.RECIPES[kind].forward(model, batch, options, "cpu")
+    assert loss.ndim == 0 and torch.isfinite(loss) and score.shape == (4,)
+    assert 0.0 <= metrics["acc"] <= 1.0
+
+
+def test_shared_video_loss_weighs_genuine_and_false_halves_equally():
+    # an "expert" whose embeddings are given: audio 0 matches the video, audio 1 and 2 do not
+    class Fixed(torch.nn.Module):
+        def forward(self, mel, faces):
+            audio = mel.reshape(mel.shape[0], -1)[:, :2]
+            return audio, faces.reshape(faces.shape[0], -1)[:, :2]
+
+    video = torch.tensor([[[1.0, 0.0]]]).reshape(1, 2)
+    audio_sets = torch.tensor([[[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]]).reshape(1, 3, 1, 2)
+    batch = {"video": video, "audio_sets": audio_sets}
+    loss, _, _ = synctrain.RECIPES["expert"].forward(Fixed(), batch, {"negatives": 2}, "cpu")
+    expected = 0.5 * (-math.log(1 / math.sqrt(2))) + 0.5 * (-math.log(1 - 1e-7))
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_negatives_option_is_validated_and_keyed(store, tmp_path):
+    model = synctrain.build("expert", **TINY["expert"])
+    assert synctrain._options("expert", model, None, 15, 2) == {}  # the papers' key is unchanged
+    with pytest.raises(ValueError, match="positive integer"):
+        synctrain._options("expert", model, None, 15, 2, negatives=0)
+    vocalist = synctrain.build("vocalist", **TINY["vocalist"])
+    with pytest.raises(ValueError, match="negatives=1"):
+        synctrain._options("vocalist", vocalist, None, 15, 2, negatives=4)
+    _, hist, folder = synctrain.train_sync_model(
+        "expert", store, TINY["expert"], _cfg(steps=2, eval_every=2), 4, "auto", tmp_path,
+        negatives=3, val_batches=1, progress=False)
+    config = json.loads((folder / "artifact.json").read_text())["config"]
+    assert config["options"] == {"negatives": 3}
+    assert {"val_loss", "val_cos_pos", "val_cos_neg"} <= set(hist.eval[-1])
+
+
+# --------------------------------------------------------------------------- silence and the ceiling
+def test_audio_oracle_is_perfect_except_where_audio_repeats(store):
+    result = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, contexts=(5, 9))
+    assert (result.table.to_numpy() == 100.0).all()  # toy clips never repeat an audio window
+    frames = np.zeros((20, 4, 4, 3), np.uint8)
+    wav = np.zeros(20 * SPF, np.float32)  # all silence: every candidate ties
+    scores = synctrain.AudioOracleScorer().window_scores(frames, wav, vshift=3)
+    assert scores.shape == (15, 7)
+    inside = scores > sync.OUT_OF_RANGE
+    assert np.all(scores[inside] == 0.0)
+    # ties go to the first column, so a silent window in the middle "finds" offset +3
+    assert sync.predicted_offsets(scores)[7] == 3
+
+
+def test_speech_windows_and_accuracy_on_speech(store):
+    wav = np.zeros(12 * SPF, np.float32)
+    wav[4 * SPF : 6 * SPF] = 0.5
+    mask = synctrain.speech_windows(wav, 7)
+    assert mask.tolist() == [True] * 6 + [False]  # windows 0..5 overlap frames 4-5
+    result = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, contexts=(5,),
+                                      keep_scores=True)
+    table = synctrain.accuracy_on_speech(result, store)
+    assert list(table.index) == ["seen", "unseen"] and (table[5] == 100.0).all()
+    with pytest.raises(ValueError, match="keep_scores"):
+        synctrain.accuracy_on_speech(synctrain.evaluate_store(synctrain.AudioOracleScorer(), store,
+                                                              contexts=(5,)), store)
