@@ -114,7 +114,7 @@ class SyncPairs:
                 for _try in range(10):
                     g = self._other_frame(rng, clip, f, min_distance=1)
                     chunk = self.store.audio(clip, g, WINDOW, pad=True)
-                    if _rms(pos) > RMS_SILENT or _rms(chunk) > RMS_SILENT:
+                    if rms(pos) > RMS_SILENT or rms(chunk) > RMS_SILENT:
                         break
             faces.append(lower_half(self.store.frames(clip, FACE_STREAM, f, WINDOW)))
             chunks.append(chunk)
@@ -125,5 +125,6 @@ class SyncPairs:
                 "y": torch.tensor(ys)}
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square of a waveform (VocaLiST calls a window silent below ``RMS_SILENT``)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))

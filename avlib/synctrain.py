@@ -23,7 +23,8 @@ recorded as the *current* one of its kind (:func:`find_sync_model`).
 
 Shared-video batches (``negatives=m > 1``, :func:`shared_video_batch`) pair each video window
 with its true audio and ``m`` false audio windows drawn as the paper draws false pairs: the video
-stream is the expensive half of SyncNet and of the expert, so a CPU run sees ``m`` times more false
+stream (the video prenet, for VocaLiST) is the expensive half of SyncNet, of the expert and of
+VocaLiST at CPU sizes, so a CPU run sees ``m`` times more false
 pairs per video pass. The loss weighs the genuine and false halves equally, like the papers'
 half-and-half batches. ``negatives=1`` (default) is the papers' sampling.
 
@@ -59,8 +60,8 @@ from avlib.audio import SAMPLES_PER_FRAME
 from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
 from avlib.models.syncnet import contrastive_loss
 from avlib.store import ClipStore, StoreError
-from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs, lower_half,
-                            syncnet_video)
+from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs, rms,
+                            lower_half, syncnet_video)
 from avlib.train import History, Trainer, TrainConfig, train_or_load
 
 __all__ = [
@@ -251,6 +252,16 @@ class SyncRecipe:
         audio_sets = batch["audio_sets"].to(device)  # (B, 1 + m, 1, H, W)
         n, k = audio_sets.shape[:2]
         flat = audio_sets.reshape(n * k, *audio_sets.shape[2:])
+        if self.kind == "vocalist":
+            # the video prenet runs once per video window; the transformer runs on every pair
+            video = model.video_tokens(batch["video"].to(device)).repeat_interleave(k, dim=0)
+            logits = model.forward_tokens(video, model.audio_tokens(flat)).view(n, k)
+            pos, neg = logits[:, 0], logits[:, 1:]
+            loss = 0.5 * (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                          + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+            pos, neg = pos.detach(), neg.detach()
+            acc = 0.5 * float((pos > 0).float().mean() + (neg <= 0).float().mean())
+            return loss, {"acc": acc, "logit_pos": float(pos.mean()), "logit_neg": float(neg.mean())}, pos
         if self.kind == "syncnet":
             audio = model.forward_aud(flat)
             video = model.forward_lip(batch["video"].to(device))
@@ -288,10 +299,14 @@ def shared_video_batch(kind: str, pairs: SyncPairs, rng: np.random.Generator, ba
     * ``expert``: another window of the same clip that does not overlap the video window
       (upstream keeps the audio and moves the video; the pairs (video start, audio start) are the
       same set of non-overlapping window pairs of the clip either way).
+    * ``vocalist``: any other window of the same clip, redrawn (up to 10 times) while it and the
+      true window are both silent, as VocaLiST's sampler does. The video *prenet* runs once per
+      video window; the cross-modal transformer, which scores each pair jointly, runs on all
+      ``1 + m`` pairs (it is the cheap part at the CPU sizes).
 
     Returns ``{"video": (B, ...), "audio_sets": (B, 1 + m, 1, H, W)}`` (entry 0 = the true audio):
-    SyncNet video (B, 3, 5, S, S) raw 0-255 BGR with MFCC (13 x 20) audio; expert video
-    (B, 15, 48, 96) in [0, 1] with Wav2Lip mel (80 x 16) audio.
+    SyncNet video (B, 3, 5, S, S) raw 0-255 BGR with MFCC (13 x 20) audio; expert and VocaLiST
+    video (B, 15, 48, 96) in [0, 1] with Wav2Lip mel (80 x 16) or VocaLiST mel (80 x 16) audio.
     """
     m = int(options["negatives"])
     videos, audio_sets = [], []
@@ -302,11 +317,18 @@ def shared_video_batch(kind: str, pairs: SyncPairs, rng: np.random.Generator, ba
         if kind == "syncnet":
             starts = [f + s for s in range(-options["max_shift"], options["max_shift"] + 1)
                       if abs(s) >= options["min_shift"] and 0 <= f + s <= last]
+        elif kind == "vocalist":
+            starts = [g for g in range(last + 1) if g != f]
         else:
             starts = [g for g in range(last + 1) if abs(g - f) >= WINDOW]
         if not starts:
             raise ValueError(f"clip {clip!r} is too short for a false pair; train on clips of at "
                              f"least {3 * WINDOW} frames (SyncPairs(min_frames=...))")
+        if kind == "vocalist":
+            video, audio = _vocalist_shared_item(pairs, rng, clip, f, starts, m)
+            videos.append(video)
+            audio_sets.append(audio)
+            continue
         chosen = rng.choice(starts, size=m, replace=len(starts) < m)
         if kind == "syncnet":
             videos.append(syncnet_video(pairs.store.frames(clip, SYNCNET_STREAM, f, WINDOW)))
@@ -318,6 +340,25 @@ def shared_video_batch(kind: str, pairs: SyncPairs, rng: np.random.Generator, ba
             audio_sets.append(np.stack([A.mel_window(feature, int(a), at_end="pad") for a in (f, *chosen)]))
     return {"video": torch.from_numpy(np.stack(videos)),
             "audio_sets": torch.from_numpy(np.stack(audio_sets)[:, :, None].astype(np.float32))}
+
+
+def _vocalist_shared_item(pairs: SyncPairs, rng: np.random.Generator, clip: str, f: int,
+                          starts: list[int], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """One video window of a VocaLiST shared-video batch: its lower-half faces and the mel
+    windows of its true audio and of ``m`` false ones. A false window is redrawn (up to 10 times,
+    as the official sampler does) while both it and the true window are silent."""
+    true = pairs.store.audio(clip, f, WINDOW, pad=True)
+    chunks = [true]
+    for _ in range(m):
+        for _try in range(10):
+            g = int(starts[int(rng.integers(len(starts)))])
+            chunk = pairs.store.audio(clip, g, WINDOW, pad=True)
+            if rms(true) > RMS_SILENT or rms(chunk) > RMS_SILENT:
+                break
+        chunks.append(chunk)
+    mel = A.vocalist_mel_torch(torch.from_numpy(np.stack(chunks)))[..., :16]  # 3200 samples -> 17 frames
+    return (lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)),
+            mel.numpy().astype(np.float32))
 
 
 def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str, float]:
@@ -365,9 +406,6 @@ def _options(kind: str, model: torch.nn.Module, margin: float | None, max_shift:
     if int(negatives) != negatives or negatives < 1:
         raise ValueError(f"negatives must be a positive integer (1 = the papers' pairs), "
                          f"got {negatives!r}")
-    if kind == "vocalist" and negatives != 1:
-        raise ValueError("VocaLiST scores each (video, audio) pair jointly, so extra negatives share "
-                         "no computation; use negatives=1")
     # negatives=1 keeps the key of the papers' sampling unchanged
     extra = {} if negatives == 1 else {"negatives": int(negatives)}
     if kind != "syncnet":

@@ -319,7 +319,7 @@ def test_delay_audio_moves_the_sound_by_whole_frames():
 
 
 # --------------------------------------------------------------------------- shared-video batches
-@pytest.mark.parametrize("kind", ["syncnet", "expert"])
+@pytest.mark.parametrize("kind", ["syncnet", "expert", "vocalist"])
 def test_shared_video_batches_pair_each_video_with_true_and_false_audio(store, kind):
     extra = {"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}
     model = synctrain.build(kind, seed=0, **TINY[kind], **extra)
@@ -357,14 +357,54 @@ def test_negatives_option_is_validated_and_keyed(store, tmp_path):
     with pytest.raises(ValueError, match="positive integer"):
         synctrain._options("expert", model, None, 15, 2, negatives=0)
     vocalist = synctrain.build("vocalist", **TINY["vocalist"])
-    with pytest.raises(ValueError, match="negatives=1"):
-        synctrain._options("vocalist", vocalist, None, 15, 2, negatives=4)
+    assert synctrain._options("vocalist", vocalist, None, 15, 2, negatives=4) == {"negatives": 4}
     _, hist, folder = synctrain.train_sync_model(
         "expert", store, TINY["expert"], _cfg(steps=2, eval_every=2), 4, "auto", tmp_path,
         negatives=3, val_batches=1, progress=False)
     config = json.loads((folder / "artifact.json").read_text())["config"]
     assert config["options"] == {"negatives": 3}
     assert {"val_loss", "val_cos_pos", "val_cos_neg"} <= set(hist.eval[-1])
+
+
+def test_vocalist_shared_batch_scores_pairs_as_the_full_network_does(store):
+    model = synctrain.build("vocalist", seed=0, **TINY["vocalist"]).eval()
+    options = synctrain._options("vocalist", model, None, 15, 2, negatives=2)
+    batch = synctrain.RECIPES["vocalist"].batch(SyncPairs(store), np.random.default_rng(1), 3, options)
+    with torch.no_grad():
+        _, _, score = synctrain.RECIPES["vocalist"].forward(model, batch, options, "cpu")
+        direct = model(batch["video"], batch["audio_sets"][:, 0])
+    # the genuine pairs' logits equal the network's on (video, true audio): sharing the video
+    # prenet changes the cost, not the function
+    assert torch.allclose(score, direct, atol=1e-5)
+
+
+def test_vocalist_shared_batch_redraws_silent_false_windows(tmp_path):
+    # a clip whose first half is silent: a silent video window must get loud false windows
+    from avlib.syncdata import RMS_SILENT, rms
+
+    class HalfSilent:
+        def __init__(self):
+            self.n = 40
+            self.wav = np.zeros(self.n * SPF, np.float32)
+            self.wav[self.n * SPF // 2:] = 0.5 * np.sin(np.arange(self.n * SPF // 2) * 0.3)
+
+        def audio(self, clip, start=0, count=None, pad=False):
+            return self.wav[start * SPF:(start + count) * SPF]
+
+        def frames(self, clip, stream, start, count):
+            return np.zeros((count, 96, 96, 3), np.uint8)
+
+    class Pairs:
+        store = HalfSilent()
+        clips = ["c"]
+        n_frames = {"c": 40}
+
+    starts = [g for g in range(36) if g != 2]
+    _, mels = synctrain._vocalist_shared_item(Pairs(), np.random.default_rng(0), "c", 2, starts, 20)
+    assert mels.shape == (21, 80, 16)
+    # the true window (0) is silent, so every false window was redrawn until it held sound
+    assert rms(Pairs.store.audio("c", 2, 5)) <= RMS_SILENT
+    assert all(not np.allclose(mels[i], mels[0]) for i in range(1, 21))
 
 
 # --------------------------------------------------------------------------- silence and the ceiling

@@ -471,24 +471,38 @@ class VocaLiST(nn.Module):
         self.fc = nn.Linear(d_model, d_model)
         self.classifier = nn.Linear(d_model, 1)
 
-    def _check_inputs(self, faces: torch.Tensor, mel: torch.Tensor) -> None:
+    @staticmethod
+    def _check_faces(faces: torch.Tensor) -> None:
         if faces.ndim != 4 or faces.shape[1] % 3 != 0 or tuple(faces.shape[2:]) != FACE_HW:
             raise ValueError(
                 "VocaLiST expects faces of shape (B, 3T, 48, 96): lower halves of T BGR 96x96 "
                 f"crops in [0, 1], stacked frame-major (15 channels for 5 frames); got "
                 f"{tuple(faces.shape)}"
             )
+
+    @staticmethod
+    def _check_mel(mel: torch.Tensor) -> None:
         if mel.ndim != 4 or mel.shape[1] != 1 or mel.shape[2] != N_MELS:
             raise ValueError(
                 f"VocaLiST expects mel windows of shape (B, 1, 80, L) (L = 16 for 5 frames), "
                 f"got {tuple(mel.shape)}"
             )
+
+    def _check_inputs(self, faces: torch.Tensor, mel: torch.Tensor) -> None:
+        self._check_faces(faces)
+        self._check_mel(mel)
         if faces.shape[0] != mel.shape[0]:
             raise ValueError(f"batch sizes differ: faces {faces.shape[0]}, mel {mel.shape[0]}")
 
     def prenets(self, faces: torch.Tensor, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Video tokens (B, T, D) and audio tokens (B, L, D) from the two conv prenets."""
         self._check_inputs(faces, mel)
+        return self.video_tokens(faces), self.audio_tokens(mel)
+
+    def video_tokens(self, faces: torch.Tensor) -> torch.Tensor:
+        """The video prenet alone: (B, 3T, 48, 96) faces -> (B, T, D) tokens. Training with
+        several audio windows per video window computes these once (:mod:`avlib.synctrain`)."""
+        self._check_faces(faces)
         batch, channels, height, width = faces.shape
         frames = channels // 3
         blocks = list(self.vid_prenet)
@@ -509,8 +523,13 @@ class VocaLiST(nn.Module):
             video = faces.view(batch, frames, 3, height, width).permute(0, 2, 3, 4, 1)
         for block in blocks[n_folded:]:
             video = block(video)  # ends as (B, D, 1, 1, T)
+        return video.flatten(1, 3).transpose(1, 2)
+
+    def audio_tokens(self, mel: torch.Tensor) -> torch.Tensor:
+        """The audio prenet alone: (B, 1, 80, L) mel -> (B, L', D) tokens."""
+        self._check_mel(mel)
         audio = self.aud_prenet(mel)  # (B, D, 1, L)
-        return video.flatten(1, 3).transpose(1, 2), audio.flatten(1, 2).transpose(1, 2)
+        return audio.flatten(1, 2).transpose(1, 2)
 
     def forward(
         self,
