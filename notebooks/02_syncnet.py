@@ -11,7 +11,7 @@
 #     name: python3
 #   avlib:
 #     needs: [00_corpus, 01_preprocessing]
-#     expected_seconds: {smoke: 55, cpu: 360, gpu: 3600}
+#     expected_seconds: {smoke: 55, cpu: 600, gpu: 3600}
 # ---
 
 # %% [markdown]
@@ -97,7 +97,7 @@ syncnet_max_shift = 15  # false pairs move the audio by 2..max_shift frames
 syncnet_negatives = 3  # false audio windows per video window (1: the paper's pairs)
 syncnet_time_limit_s = None  # stop training after this many seconds (None: run every step)
 expert_width = 0.125  # channel multiplier of the Wav2Lip expert (official: 1.0)
-expert_steps = 800  # optimiser updates
+expert_steps = 1400  # optimiser updates
 expert_batch_size = 32  # pairs per update (official 64)
 expert_lr = 1e-3  # Adam learning rate (official 1e-4; a small model trained briefly needs more)
 expert_negatives = 7  # false audio windows per video window (1: the paper's pairs)
@@ -107,7 +107,7 @@ eval_every = 100  # validation every this many updates (official: every 10,000)
 val_batches = 4  # fixed validation batches per evaluation (official: 1,400)
 eval_max_clips = None  # at most this many test clips per split (None: all)
 widget_max_shift = 10  # range of the interactive audio shift (frames)
-torch_threads = 1  # CPU threads for torch; None: one per core (small models on a shared machine run best on one)
+torch_threads = None  # CPU threads for torch; None: one per core (on a machine shared with other jobs, 1 runs best)
 
 # %%
 if torch_threads:

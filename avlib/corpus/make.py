@@ -54,9 +54,9 @@ class CorpusConfig:
     """Everything that determines a corpus. Profiles set these (``chapters.00_corpus``)."""
 
     seed: int = 0
-    n_seen_speakers: int = 8  # speakers of train/val/test
+    n_seen_speakers: int = 14  # speakers of train/val/test
     n_unseen_speakers: int = 3  # speakers only in test_unseen
-    grid_per_speaker: int = 30  # GRID sentences per seen speaker (80/10/10 train/val/test)
+    grid_per_speaker: int = 18  # GRID sentences per seen speaker (80/10/10 train/val/test)
     grid_per_unseen_speaker: int = 10
     lrw_words: int = 50  # words of the LRW-like vocabulary (homophene groups always included)
     lrw_train_per_word: int = 4
