@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,31 @@ def _eval(model):
     return {"w_err": float((model(x).squeeze() - model.bias - torch.tensor([2.0, -1.0, 0.5])).abs().max())}
 
 
+class _Killed(Exception):
+    pass
+
+
+def _interrupt_then_resume(sample, step, cfg, workdir, init, kill_at, groups=lambda m: None):
+    """Train from ``init`` with a step that dies at call ``kill_at``, then resume in a fresh
+    Trainer; returns the resumed model and the step of the checkpoint left by the dead run."""
+    calls = {"n": 0}
+
+    def dying_step(model, batch):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise _Killed
+        return step(model, batch)
+
+    part = torch.nn.Linear(3, 1)
+    part.load_state_dict(init)
+    with pytest.raises(_Killed):
+        train.Trainer(part, sample, dying_step, cfg, workdir, params=groups(part)).fit(progress=False)
+    checkpoint_step = json.loads((Path(workdir) / "last.json").read_text())["step"]
+    again = torch.nn.Linear(3, 1)
+    train.Trainer(again, sample, step, cfg, workdir, params=groups(again)).fit(progress=False)
+    return again, checkpoint_step
+
+
 def test_trainer_learns_and_logs(tmp_path):
     sample, step = _problem()
     torch.manual_seed(0)
@@ -46,26 +72,8 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     full = torch.nn.Linear(3, 1)
     init = {k: v.clone() for k, v in full.state_dict().items()}
     train.Trainer(full, sample, step, cfg, tmp_path / "full").fit(progress=False)
-
-    class Killed(Exception):
-        pass
-
-    calls = {"n": 0}
-
-    def dying_step(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 45:
-            raise Killed
-        return step(model, batch)
-
-    part = torch.nn.Linear(3, 1)
-    part.load_state_dict(init)
-    with pytest.raises(Killed):
-        train.Trainer(part, sample, dying_step, cfg, tmp_path / "part").fit(progress=False)
-    assert json.loads((tmp_path / "part" / "last.json").read_text())["step"] == 40
-    again = torch.nn.Linear(3, 1)
-    resumed = train.Trainer(again, sample, step, cfg, tmp_path / "part")
-    resumed.fit(progress=False)
+    again, checkpoint_step = _interrupt_then_resume(sample, step, cfg, tmp_path / "part", init, kill_at=45)
+    assert checkpoint_step == 40
     for k in init:
         assert torch.equal(again.state_dict()[k], full.state_dict()[k])
 
@@ -99,24 +107,10 @@ def test_cosine_schedule_sets_every_group_and_resumes_identically(tmp_path):
     assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.02 * last, 0.5 * last])
 
     # interrupted after 25 updates (checkpoint at 20), then resumed: the same weights
-    class Killed(Exception):
-        pass
-
-    calls = {"n": 0}
-
-    def dying_step(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 26:
-            raise Killed
-        return step(model, batch)
-
-    part = torch.nn.Linear(3, 1)
-    part.load_state_dict(init)
-    part_groups = lambda m: [{"params": [m.weight]}, {"params": [m.bias], "lr": 0.5}]  # noqa: E731
-    with pytest.raises(Killed):
-        train.Trainer(part, sample, dying_step, cfg, tmp_path / "part", params=part_groups(part)).fit(progress=False)
-    again = torch.nn.Linear(3, 1)
-    train.Trainer(again, sample, step, cfg, tmp_path / "part", params=part_groups(again)).fit(progress=False)
+    again, checkpoint_step = _interrupt_then_resume(
+        sample, step, cfg, tmp_path / "part", init, kill_at=26,
+        groups=lambda m: [{"params": [m.weight]}, {"params": [m.bias], "lr": 0.5}])
+    assert checkpoint_step == 20
     for k in init:
         assert torch.allclose(again.state_dict()[k], full.state_dict()[k])
 
