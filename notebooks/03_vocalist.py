@@ -543,8 +543,9 @@ if not all(targets.values()):
         "for up to 1,000 epochs with 80 M parameters. At the end the teacher tells in-sync from "
         f"shifted pairs with {100 * final.get('val_acc', float('nan')):.0f} % validation accuracy "
         "(chance: 50 %); ranking the true offset first among 31 candidates needs far sharper "
-        "scores (chance: 3 of 31, about 10 %). More steps (`teacher_steps`) close the gap at the "
-        "cost of CPU time; the gpu profile trains the official size.")
+        "scores (chance: 3 of 31, about 10 %). More steps (`teacher_steps`) and wider prenets "
+        "(`teacher_widths`) raise the accuracy slowly, at a CPU cost beyond this profile's budget; the gpu "
+        "profile trains the official size.")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
