@@ -19,6 +19,8 @@ together. What differs is how the pairs are made:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -111,18 +113,33 @@ class SyncPairs:
             y = float(rng.random() < 0.5)
             chunk = pos
             if not y:
-                for _try in range(10):
-                    g = self._other_frame(rng, clip, f, min_distance=1)
-                    chunk = self.store.audio(clip, g, WINDOW, pad=True)
-                    if rms(pos) > RMS_SILENT or rms(chunk) > RMS_SILENT:
-                        break
+                others = [g for g in range(self.n_frames[clip] - WINDOW + 1) if g != f]
+                chunk = draw_false_audio(rng, self.store, clip, pos, others)
             faces.append(lower_half(self.store.frames(clip, FACE_STREAM, f, WINDOW)))
             chunks.append(chunk)
             ys.append(y)
-        wav = torch.from_numpy(np.stack(chunks))
-        mel = A.vocalist_mel_torch(wav)[..., :16]  # 3200 samples -> 17 frames; drop the last
-        return {"faces": torch.from_numpy(np.stack(faces)), "mel": mel[:, None].float(),
+        return {"faces": torch.from_numpy(np.stack(faces)), "mel": vocalist_mel_windows(chunks),
                 "y": torch.tensor(ys)}
+
+
+def draw_false_audio(rng: np.random.Generator, store, clip: str, true: np.ndarray,
+                     starts: Sequence[int], tries: int = 10) -> np.ndarray:
+    """VocaLiST's false audio window: a window of ``clip`` starting at one of ``starts``, redrawn
+    (up to ``tries`` times, as the official sampler does) while it and the ``true`` window are
+    both silent (RMS at most ``RMS_SILENT``)."""
+    for _try in range(tries):
+        g = int(starts[int(rng.integers(len(starts)))])
+        chunk = store.audio(clip, g, WINDOW, pad=True)
+        if rms(true) > RMS_SILENT or rms(chunk) > RMS_SILENT:
+            break
+    return chunk
+
+
+def vocalist_mel_windows(chunks: Sequence[np.ndarray]) -> torch.Tensor:
+    """(B, 1, 80, 16) VocaLiST mel windows of B 3200-sample audio windows (17 mel frames; the
+    last is dropped, as upstream does)."""
+    mel = A.vocalist_mel_torch(torch.from_numpy(np.stack(chunks)))[..., :16]
+    return mel[:, None].float()
 
 
 def rms(x: np.ndarray) -> float:

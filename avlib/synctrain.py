@@ -60,8 +60,8 @@ from avlib.audio import SAMPLES_PER_FRAME
 from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
 from avlib.models.syncnet import contrastive_loss
 from avlib.store import ClipStore, StoreError
-from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs, rms,
-                            lower_half, syncnet_video)
+from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs,
+                            draw_false_audio, lower_half, syncnet_video, vocalist_mel_windows)
 from avlib.train import History, Trainer, TrainConfig, train_or_load
 
 __all__ = [
@@ -348,17 +348,9 @@ def _vocalist_shared_item(pairs: SyncPairs, rng: np.random.Generator, clip: str,
     windows of its true audio and of ``m`` false ones. A false window is redrawn (up to 10 times,
     as the official sampler does) while both it and the true window are silent."""
     true = pairs.store.audio(clip, f, WINDOW, pad=True)
-    chunks = [true]
-    for _ in range(m):
-        for _try in range(10):
-            g = int(starts[int(rng.integers(len(starts)))])
-            chunk = pairs.store.audio(clip, g, WINDOW, pad=True)
-            if rms(true) > RMS_SILENT or rms(chunk) > RMS_SILENT:
-                break
-        chunks.append(chunk)
-    mel = A.vocalist_mel_torch(torch.from_numpy(np.stack(chunks)))[..., :16]  # 3200 samples -> 17 frames
+    chunks = [true, *(draw_false_audio(rng, pairs.store, clip, true, starts) for _ in range(m))]
     return (lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)),
-            mel.numpy().astype(np.float32))
+            vocalist_mel_windows(chunks)[:, 0].numpy())
 
 
 def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str, float]:
