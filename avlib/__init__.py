@@ -1,8 +1,10 @@
 """avlib: the library behind *Lips & Voices*, an executable book on audio-visual speech models.
 
-Modules (one concept each): ``corpus`` (embedded talking-face corpus), ``media`` (video/audio
-files), ``faces`` (mediapipe face detection and mesh), ``audio`` (official audio features),
-``models`` (networks), ``checkpoints`` (official weights), ``artifacts`` (train-or-load),
-``book`` (the runner), ``envinfo`` (what ran where).
+Layers, each importing only those before it: the **spine** (``book``, ``cli``, ``profiles``,
+``artifacts``, ``checkpoints``, ``train``, ``plotting``, ``progress``, ``envinfo``), the
+**signals** (``media``, ``audio``, ``faces``), **data** (``data/``: datasets, formats, tracking,
+crops, preprocessing, the clip store; ``corpus/``: the embedded corpus), **models** (``models/``:
+one file per paper) and the **tasks** (``sync/``: how sync models are fed, trained and judged).
+``CONTRIBUTING.md`` has one row per module.
 """
 __version__ = "0.1.0"

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from avlib import envinfo
 from avlib.artifacts import ARTIFACTS_ENV, atomic_write_text, project_root, resolve_artifacts_root
+from avlib.profiles import ProfileError, load_profile, parse_overrides
 
 CHAPTER_RE = re.compile(r"^(\d\d)_[a-z0-9_]+\.py$")
 #: Parameters every chapter must declare; the runner fills ``profile`` and ``artifacts_root``.
@@ -114,34 +112,6 @@ def select_chapters(chapters: list[Chapter], only: list[str] | None) -> list[Cha
             raise BookError(f"no chapter matches {key!r}; chapters are: {names}")
         chosen.extend(h for h in hits if h not in chosen)
     return sorted(chosen, key=lambda c: c.name)
-
-
-def load_profile(name: str, root: Path | None = None) -> dict:
-    """Read ``profiles/<name>.yml`` into ``{"shared": {...}, "chapters": {...}, ...}``."""
-    root = Path(root or project_root())
-    path = root / "profiles" / f"{name}.yml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (root / "profiles").glob("*.yml"))
-        raise BookError(f"unknown profile {name!r}; profiles are: {', '.join(known)}")
-    data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"description", "shared", "chapters"}
-    if unknown:
-        raise BookError(f"{path}: unknown top-level keys {sorted(unknown)}; "
-                        "use 'description', 'shared' and 'chapters'")
-    data.setdefault("shared", {})
-    data.setdefault("chapters", {})
-    return data
-
-
-def parse_overrides(pairs: list[str] | None) -> dict:
-    """``["epochs=3", "device=cuda"]`` -> ``{"epochs": 3, "device": "cuda"}`` (YAML-typed values)."""
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise BookError(f"parameter override {pair!r} must look like key=value")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
 
 
 def chapter_parameters(chapter: Chapter, declared: dict, profile_name: str, profile: dict,
@@ -449,7 +419,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         elif args.book_command == "list":
             for c in find_chapters():
                 print(f"{c.name:24s} needs={c.needs} expected_seconds={c.metadata.get('expected_seconds')}")
-    except BookError as err:
+    except (BookError, ProfileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

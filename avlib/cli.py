@@ -4,8 +4,8 @@ Sub-commands (each delegates to the module that owns the concept)::
 
     avlib book run|build|inspect|list   the book runner            (avlib.book)
     avlib corpus make                   the embedded corpus        (avlib.corpus.make)
-    avlib preprocess --dataset ...      videos -> clip store       (avlib.preprocess)
-    avlib sync check|fix VIDEO          measure / correct AV sync  (avlib.synctool)
+    avlib preprocess --dataset ...      videos -> clip store       (avlib.data.preprocess)
+    avlib sync check|fix VIDEO          measure / correct AV sync  (avlib.sync.tool)
     avlib env                           this machine and its packages (avlib.envinfo)
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 COMMANDS = {
     "book": ("avlib.book", "execute chapters under a profile and build the HTML book"),
     "corpus": ("avlib.corpus.make", "generate the embedded talking-face corpus"),
-    "preprocess": ("avlib.preprocess", "preprocess a dataset's videos into a clip store"),
-    "sync": ("avlib.synctool", "check or fix the audio-visual offset of a video"),
+    "preprocess": ("avlib.data.preprocess", "preprocess a dataset's videos into a clip store"),
+    "sync": ("avlib.sync.tool", "check or fix the audio-visual offset of a video"),
 }
 
 

@@ -6,10 +6,10 @@ audio), writes them as H.264/AAC mp4, then times on one core
 * decoding (``avlib.media.read_av``),
 * face detection (BlazeFace, every frame),
 * face mesh (tracking mode, every frame),
-* the whole :func:`avlib.preprocess.preprocess_clip` (decode, track, mesh, the four crops,
+* the whole :func:`avlib.data.preprocess.preprocess_clip` (decode, track, mesh, the four crops,
   audio features, JPEG store writes),
 
-and, with ``--workers N > 1``, :func:`avlib.preprocess.preprocess_dataset` over N processes
+and, with ``--workers N > 1``, :func:`avlib.data.preprocess.preprocess_dataset` over N processes
 (frames/s in total and per worker). Prints the machine it ran on; asserts nothing.
 
 Run: ``.venv/bin/python benchmarks/bench_preprocess.py [--clips 4 --frames 75 --workers 2]``.
@@ -28,10 +28,10 @@ import numpy as np
 
 from avlib import envinfo, media
 from avlib.corpus.render import FaceIdentity, render_clip
-from avlib.datasets import ClipItem
+from avlib.data.datasets import ClipItem
 from avlib.faces import FaceDetector, FaceMesher
-from avlib.preprocess import PreprocessConfig, preprocess_clip, preprocess_dataset
-from avlib.store import StoreWriter
+from avlib.data.preprocess import PreprocessConfig, preprocess_clip, preprocess_dataset
+from avlib.data.store import StoreWriter
 
 SR = 16000
 

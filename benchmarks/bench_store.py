@@ -1,7 +1,7 @@
 """Benchmark: the clip store versus the per-frame-JPEG layout of Wav2Lip / VocaLiST.
 
 Makes synthetic talking-face clips (rendered 96x96 faces, speech-like audio), writes them into a
-:class:`avlib.store.ClipStore` and exports the same clips to the upstream layout
+:class:`avlib.data.store.ClipStore` and exports the same clips to the upstream layout
 (``<id>/<n>.jpg`` + ``audio.wav``, identical JPEG bytes), then measures
 
 * storage: bytes of the images + audio in each layout (same JPEG quality), both the file sizes
@@ -32,7 +32,7 @@ import soundfile as sf
 
 from avlib import envinfo
 from avlib.audio import SAMPLES_PER_FRAME, SR, mel_window, wav2lip_mel
-from avlib.store import ClipStore, StoreWriter
+from avlib.data.store import ClipStore, StoreWriter
 
 STREAM = "face96"
 WINDOW = 5  # frames per sample: the Wav2Lip expert / VocaLiST window

@@ -3,15 +3,15 @@
 On one rendered talking-face clip (default 60 s at 25 fps, 224x224, synthesized speech) and one
 SyncNet, two ways of measuring the AV offset / LSE-D / LSE-C are timed:
 
-(a) ``avlib sync check`` (:func:`avlib.synctool.check_video`): the mp4 is decoded twice with PyAV,
+(a) ``avlib sync check`` (:func:`avlib.sync.tool.check_video`): the mp4 is decoded twice with PyAV,
     one frame at a time (faces, then crops streamed into ``syncnet_offset_stream``).
 (b) syncnet_python's approach (spec §1.2, §1.5): ffmpeg writes every frame to a JPEG file
     (``-qscale:v 2``) and the audio to a 16 kHz 16-bit wav; the JPEGs are read back with
     ``cv2.imread`` for face detection, then again for cropping; the crops of the whole video are
     stacked into one float32 tensor as ``SyncNetInstance.evaluate`` does, and the same model and
     protocol (``calc_pdist``, ``summarise_dists``, batches of 20 windows) run on it. Faces and crops
-    use the same code as (a) (BlazeFace, :func:`avlib.preprocess.track_faces`,
-    :func:`avlib.preprocess.crop_syncnet`), so only the frame and audio handling differ.
+    use the same code as (a) (BlazeFace, :func:`avlib.data.tracking.track_faces`,
+    :func:`avlib.data.crops.crop_syncnet`), so only the frame and audio handling differ.
     (syncnet_python also writes the crops to an XVID avi and extracts that to JPEGs again before
     scoring; that round trip is skipped here, which only makes (b) faster.)
 (b') the same as (b) with lossless PNG frames and the audio read as (a) reads it: the inputs
@@ -141,7 +141,8 @@ def _ffmpeg(*args: str) -> None:
 
 def run_stream(clip: Path, model) -> tuple[object, dict]:
     """(a) the sync tool; the time spent inside its frame decoder is measured on the side."""
-    from avlib import media, synctool
+    from avlib import media
+    from avlib.sync import tool as synctool
 
     decoding = {"s": 0.0}
     real_iter = media.iter_video
@@ -177,7 +178,8 @@ def run_files(clip: Path, model, frame_format: str, audio_source: str, workdir: 
     import torch
 
     from avlib import media
-    from avlib import preprocess as pp
+    from avlib.data import preprocess as pp
+    from avlib.data import crops as crop_mod, tracking
     from avlib.audio import syncnet_mfcc
     from avlib.sync import calc_pdist, num_sync_windows, summarise_dists
 
@@ -217,11 +219,11 @@ def run_files(clip: Path, model, frame_format: str, audio_source: str, workdir: 
     finally:
         detector.close()
     size = (rgb.shape[1], rgb.shape[0])
-    track = pp.track_faces(detections, size, cfg)
+    track = tracking.track_faces(detections, size, cfg)
     t2 = time.perf_counter()
     stages["faces (imread + detect)"] = t2 - t1
 
-    crops = [pp.crop_syncnet(imread_rgb(f), *track.syncnet[i], model.img_size) for i, f in enumerate(files[:n])]
+    crops = [crop_mod.crop_syncnet(imread_rgb(f), *track.syncnet[i], model.img_size) for i, f in enumerate(files[:n])]
     t3 = time.perf_counter()
     stages["crops (imread + crop)"] = t3 - t2
 
@@ -251,7 +253,8 @@ def child(args) -> None:
     import scipy.io.wavfile  # noqa: F401
     import torch
 
-    from avlib import preprocess, synctool  # noqa: F401  (mediapipe's import takes seconds)
+    from avlib.data import preprocess  # noqa: F401  (mediapipe's import takes seconds)
+    from avlib.sync import tool  # noqa: F401
     from avlib.checkpoints import load_checkpoint
 
     from avlib import sync

@@ -67,11 +67,13 @@ from matplotlib.patches import Rectangle
 
 from avlib import audio as afeat
 from avlib import faces, media, plotting
-from avlib import preprocess as pp
+from avlib.data import preprocess as pp
+from avlib.data import crops as cropping
+from avlib.data import tracking
 from avlib.artifacts import read_metadata, resolve_artifacts_root
 from avlib.corpus.make import find_corpus
-from avlib.datasets import ClipItem, list_clips
-from avlib.store import StoreWriter, find_store
+from avlib.data.datasets import ClipItem, list_clips
+from avlib.data.store import StoreWriter, find_store
 
 plotting.use_style()
 
@@ -201,7 +203,7 @@ pd.DataFrame(conversions).T
 #
 # The detector is mediapipe's BlazeFace {cite}`bazarevsky2019blazeface`. Its box runs from the eyebrows to the chin; the S3FD
 # detector {cite}`zhang2017s3fd` that Wav2Lip and syncnet_python use draws taller boxes, from the forehead down, so the
-# box is extended to match (`preprocess.FACE_BOX_EXTEND`). The SyncNet window is wider again: a
+# box is extended to match (`tracking.FACE_BOX_EXTEND`). The SyncNet window is wider again: a
 # square around the face centre reaching further down than up, so the chin and the neck are in.
 # The face mesh gives 468 landmarks; the 40 lip points (outer and inner contour) are stored with
 # every clip.
@@ -220,10 +222,10 @@ for ax in axes:
 for d in dets:
     x0, y0, x1, y1 = d.box
     axes[0].add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=1.2, ec="#e08a1e"))
-    e = pp.s3fd_like_box(np.array(d.box))
+    e = tracking.s3fd_like_box(np.array(d.box))
     axes[0].add_patch(Rectangle((e[0], e[1]), e[2] - e[0], e[3] - e[1], fill=False, lw=1.4, ec="#2b6f9e"))
     x, y, bs = (e[0] + e[2]) / 2, (e[1] + e[3]) / 2, max(e[2] - e[0], e[3] - e[1]) / 2
-    top, bottom, left, right = pp.syncnet_window(x, y, bs)
+    top, bottom, left, right = cropping.syncnet_window(x, y, bs)
     axes[0].add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, lw=1.2, ec="#c0445a"))
     axes[0].plot(*d.keypoints.T, "o", ms=3, color="#e08a1e")
 axes[0].set_title("BlazeFace (dashed), S3FD-like box (blue),\nSyncNet window (red), keypoints", fontsize=8)
@@ -248,14 +250,14 @@ print(f"frame {k_show}: {len(dets)} detection(s), score {dets[0].score:.3f}" if 
 
 # %%
 t0 = time.perf_counter()
-detections = pp.detect_faces(frames, detector)
+detections = tracking.detect_faces(frames, detector)
 costs["detect"] = time.perf_counter() - t0
 frame_size = (frames.shape[2], frames.shape[1])
 t0 = time.perf_counter()
-track = pp.track_faces(detections, frame_size, cfg)
+track = tracking.track_faces(detections, frame_size, cfg)
 costs["track"] = time.perf_counter() - t0
 holed = [[] if 20 <= k < 24 else d for k, d in enumerate(detections)]
-holed_track = pp.track_faces(holed, frame_size, cfg)
+holed_track = tracking.track_faces(holed, frame_size, cfg)
 
 raw_c = (track.raw[:, :2] + track.raw[:, 2:]) / 2
 smooth_c = (track.boxes[:, :2] + track.boxes[:, 2:]) / 2
@@ -271,7 +273,7 @@ axes[0].legend(loc="best")
 states = np.array(["detected", "interpolated", "missing"])
 h_c = (holed_track.raw[:, :2] + holed_track.raw[:, 2:]) / 2
 axes[2].plot(t_axis, h_c[:, 0], color="0.55", lw=1)
-for s, color in zip((pp.DETECTED, pp.INTERPOLATED), ("0.55", plotting.COLORS["pred"])):
+for s, color in zip((tracking.DETECTED, tracking.INTERPOLATED), ("0.55", plotting.COLORS["pred"])):
     sel = holed_track.state == s
     axes[2].plot(t_axis[sel], h_c[sel, 0], "o", ms=2.5, color=color, label=states[s])
 axes[2].set(xlabel="time (s)", title="centre x, detections of 4 frames deleted")
@@ -288,7 +290,7 @@ print(f"box jitter (mean centre step / box width): raw {track.stats['box_jitter_
 
 # %%
 t0 = time.perf_counter()
-landmarks, found = pp.mesh_landmarks(frames, track)
+landmarks, found = tracking.mesh_landmarks(frames, track)
 costs["mesh"] = time.perf_counter() - t0
 print(f"mesh found on {found.sum()} of {n_frames} frames; landmarks {landmarks.shape}")
 
@@ -325,7 +327,7 @@ for r, name in enumerate(names):
     for c, k in enumerate(show_k):
         ax = axes[r, c + 1]
         img = streams[name][k]
-        if pp.CROP_ORDERS[name] == "bgr":
+        if cropping.CROP_ORDERS[name] == "bgr":
             img = img[..., ::-1]  # BGR -> RGB for display only
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
         ax.axis("off")
@@ -336,7 +338,7 @@ for r, name in enumerate(names):
         if r == 0:
             ax.set_title(f"{k / 25:.2f} s", fontsize=7)
 plotting.save(fig, figures / "crops.png")
-pd.DataFrame({name: {"shape": arr.shape, "order": pp.CROP_ORDERS[name]} for name, arr in streams.items()}).T
+pd.DataFrame({name: {"shape": arr.shape, "order": cropping.CROP_ORDERS[name]} for name, arr in streams.items()}).T
 
 # %% [markdown]
 # ## Audio features on the video's clock
@@ -451,7 +453,7 @@ cost_table.round(3)
 #
 # `preprocess.store_artifact` lists the clips, preprocesses them in `workers` processes (each
 # with its own detector and store writer) and records the store so that later chapters find it
-# with `avlib.store.find_store(artifacts_root)`. It is keyed by the settings above: a rerun
+# with `avlib.data.store.find_store(artifacts_root)`. It is keyed by the settings above: a rerun
 # with the same settings loads the store, and a killed run resumes clip by clip. A clip that
 # cannot be used is never an exception: it becomes a *rejection* with a reason code.
 #
@@ -646,7 +648,7 @@ size_table
 # %% [markdown]
 # ## The same pipeline on LRS2, LRW and GRID
 #
-# Nothing above is specific to the corpus. The dataset adapters of `avlib.datasets` list the
+# Nothing above is specific to the corpus. The dataset adapters of `avlib.data.datasets` list the
 # clips of the real layouts (LRS2 {cite}`afouras2018lrs2`, LRS3 {cite}`afouras2018lrs3`, LRW
 # {cite}`chung2016lrw`, GRID {cite}`cooke2006grid`, Acappella {cite}`montesinos2021acappella`)
 # and the command line runs the same pipeline, resumable and shardable:

@@ -63,12 +63,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from avlib import plotting, sync, synctrain
+from avlib import plotting, sync
 from avlib.artifacts import resolve_artifacts_root
 from avlib.models import SyncNet, SyncNetColor, count_parameters, expert_loss
 from avlib.models.syncnet import contrastive_loss
-from avlib.store import find_store
-from avlib.syncdata import SyncPairs
+from avlib.data.store import find_store
+from avlib.sync.pairs import SyncPairs
 from avlib.train import TrainConfig
 
 plotting.use_style()
@@ -116,7 +116,7 @@ artifacts = resolve_artifacts_root(artifacts_root, profile)
 figures = artifacts / "figures" / "02_syncnet"
 store = find_store(artifacts, data_root)
 if syncnet_img_size is None:
-    syncnet_img_size = synctrain.syncnet_crop_size(store)
+    syncnet_img_size = sync.syncnet_crop_size(store)
 train_clips = store.select(split="train")
 print(f"profile {profile}: store {store.root} ({len(store)} clips, {len(train_clips)} for training, "
       f"SyncNet crops {syncnet_img_size}x{syncnet_img_size}); artifacts in {artifacts}")
@@ -182,10 +182,10 @@ plotting.save(fig, figures / "inputs.png");
 sizes = {
     "SyncNet, official": SyncNet(),
     f"SyncNet, this run (width {syncnet_width}, {syncnet_emb_dim}-d, {syncnet_img_size} px)":
-        synctrain.build("syncnet", width=syncnet_width, emb_dim=syncnet_emb_dim,
+        sync.build("syncnet", width=syncnet_width, emb_dim=syncnet_emb_dim,
                         img_size=syncnet_img_size),
     "Wav2Lip expert, official": SyncNetColor(),
-    f"Wav2Lip expert, this run (width {expert_width})": synctrain.build("expert", width=expert_width),
+    f"Wav2Lip expert, this run (width {expert_width})": sync.build("expert", width=expert_width),
 }
 param_table = pd.DataFrame({
     "parameters": {name: count_parameters(m) for name, m in sizes.items()},
@@ -281,7 +281,7 @@ syncnet_cfg = TrainConfig(steps=syncnet_steps, lr=syncnet_lr, eval_every=eval_ev
                           ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                           time_limit_s=syncnet_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
-syncnet, syncnet_hist, syncnet_dir = synctrain.train_sync_model(
+syncnet, syncnet_hist, syncnet_dir = sync.train_sync_model(
     "syncnet", store, {"width": syncnet_width, "emb_dim": syncnet_emb_dim,
                        "img_size": syncnet_img_size},
     syncnet_cfg, syncnet_batch_size, ckpt_policy, artifacts, margin=syncnet_margin,
@@ -314,12 +314,12 @@ expert_cfg = TrainConfig(steps=expert_steps, lr=expert_lr, eval_every=eval_every
                          ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                          time_limit_s=expert_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
-expert, expert_hist, expert_dir = synctrain.train_sync_model(
+expert, expert_hist, expert_dir = sync.train_sync_model(
     "expert", store, {"width": expert_width}, expert_cfg, expert_batch_size, ckpt_policy,
     artifacts, negatives=expert_negatives, val_batches=val_batches)
 expert_cell_s = time.perf_counter() - t0
 expert_val_loss = expert_hist.last_eval()["val_loss"]
-target = synctrain.EXPERT_TARGET_EVAL_LOSS
+target = sync.EXPERT_TARGET_EVAL_LOSS
 print(f"expert: {expert_hist.train[-1]['seconds']:.0f} s of training for {expert_hist.train[-1]['step']} "
       f"updates (this cell: {expert_cell_s:.0f} s)")
 print(f"expert validation loss {expert_val_loss:.3f} (accuracy {expert_hist.last_eval()['val_acc']:.1%}); "
@@ -367,30 +367,30 @@ plotting.save(fig, figures / "training_curves.png");
 # %%
 syncnet = syncnet.to(device)
 expert = expert.to(device)
-test_grid = synctrain.store_clips(store, ("test", "test_unseen"), "grid", eval_max_clips)
-test_sync = synctrain.store_clips(store, ("test", "test_unseen"), "sync", eval_max_clips)
+test_grid = sync.store_clips(store, ("test", "test_unseen"), "grid", eval_max_clips)
+test_sync = sync.store_clips(store, ("test", "test_unseen"), "sync", eval_max_clips)
 t0 = time.perf_counter()
 lse = []
 for rec in test_grid + test_sync:
-    result = sync.syncnet_offset(syncnet, synctrain.clip_frames(store, rec["id"], "syncnet"),
+    result = sync.syncnet_offset(syncnet, sync.clip_frames(store, rec["id"], "syncnet"),
                                  store.audio(rec["id"]), device=device)
-    lse.append({"clip": rec["id"], "kind": synctrain.clip_kind(rec),
+    lse.append({"clip": rec["id"], "kind": sync.clip_kind(rec),
                 "group": "seen" if rec["split"] == "test" else "unseen",
-                "true_offset": synctrain.true_offset(rec), "offset": result.offset,
+                "true_offset": sync.true_offset(rec), "offset": result.offset,
                 "LSE-D": result.min_dist, "LSE-C": result.confidence,
                 "mean_dists": result.mean_dists})
 lse = pd.DataFrame(lse)
 print(f"syncnet_offset on {len(lse)} clips in {time.perf_counter() - t0:.1f} s")
 
 offsets = np.arange(sync.DEFAULT_VSHIFT, -sync.DEFAULT_VSHIFT - 1, -1)  # column j -> vshift - j
-expert_scorer = synctrain.make_scorer(expert, device=device)
-syncnet_scorer = synctrain.make_scorer(syncnet, device=device)
+expert_scorer = sync.make_scorer(expert, device=device)
+syncnet_scorer = sync.make_scorer(syncnet, device=device)
 
 
 def expert_curve(clip_id, wav):
     """The expert's mean cosine per candidate offset on a clip (with the given audio)."""
-    frames = synctrain.clip_frames(store, clip_id, "expert")
-    return synctrain.clip_mean_scores(expert_scorer.window_scores(frames, wav))
+    frames = sync.clip_frames(store, clip_id, "expert")
+    return sync.clip_mean_scores(expert_scorer.window_scores(frames, wav))
 
 
 shown = [lse[lse["kind"] == "grid"].iloc[0]] + [row for _, row in lse[lse["kind"] == "sync"].head(3).iterrows()]
@@ -420,12 +420,12 @@ plotting.save(fig, figures / "distance_vs_offset.png");
 
 # %%
 t0 = time.perf_counter()
-expert_sync_eval = synctrain.evaluate_store(expert_scorer, store, kind="sync",
+expert_sync_eval = sync.evaluate_store(expert_scorer, store, kind="sync",
                                             max_clips=eval_max_clips, keep_scores=True)
-syncnet_sync_eval = synctrain.evaluate_store(syncnet_scorer, store, kind="sync",
+syncnet_sync_eval = sync.evaluate_store(syncnet_scorer, store, kind="sync",
                                              max_clips=eval_max_clips)
 shifted = lse[lse["kind"] == "sync"].copy()
-shifted["expert offset"] = [synctrain.clip_offset(expert_sync_eval.scores[c]) for c in shifted["clip"]]
+shifted["expert offset"] = [sync.clip_offset(expert_sync_eval.scores[c]) for c in shifted["clip"]]
 shifted = shifted.rename(columns={"offset": "SyncNet offset"})
 print(f"sync-test clips scored in {time.perf_counter() - t0:.1f} s")
 fig, axes = plotting.figure(1, 2, height=2.8)
@@ -448,7 +448,7 @@ print(f"{len(shifted)} sync-test clips; offset found within ±1 frame: SyncNet {
 # ## Accuracy against context
 #
 # The protocol of the VocaLiST and Perfect-Match tables (shared by every sync model of the book,
-# `avlib.synctrain.evaluate_store`): every 5-frame window of a test clip scores the 31 candidate
+# `avlib.sync.evaluate.evaluate_store`): every 5-frame window of a test clip scores the 31 candidate
 # offsets; a context of K frames averages the scores of K − 4 consecutive windows; a window is
 # correct when its best offset is within ±1 frame of the truth; accuracy is averaged per clip,
 # then over clips. The test clips are the untouched GRID sentences of the `test` split (speakers
@@ -458,8 +458,8 @@ print(f"{len(shifted)} sync-test clips; offset found within ±1 frame: SyncNet {
 
 # %%
 t0 = time.perf_counter()
-syncnet_eval = synctrain.evaluate_store(syncnet_scorer, store, max_clips=eval_max_clips, keep_scores=True)
-expert_eval = synctrain.evaluate_store(expert_scorer, store, max_clips=eval_max_clips, keep_scores=True)
+syncnet_eval = sync.evaluate_store(syncnet_scorer, store, max_clips=eval_max_clips, keep_scores=True)
+expert_eval = sync.evaluate_store(expert_scorer, store, max_clips=eval_max_clips, keep_scores=True)
 eval_s = time.perf_counter() - t0
 ours = sync.sync_table({"SyncNet (ours)": syncnet_eval, "Wav2Lip expert (ours)": expert_eval},
                        paper=False)
@@ -496,12 +496,12 @@ plotting.save(fig, figures / "accuracy_vs_context.png");
 # %%
 test_audio = {r["id"]: store.audio(r["id"]) for r in test_grid}
 silent_fraction = float(np.mean(np.concatenate([
-    ~synctrain.speech_windows(wav, sync.num_sync_windows(r["n_frames"], len(wav)))
+    ~sync.speech_windows(wav, sync.num_sync_windows(r["n_frames"], len(wav)))
     for r, wav in ((r, test_audio[r["id"]]) for r in test_grid)])))
 t0 = time.perf_counter()
-oracle_eval = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, max_clips=eval_max_clips)
-speech_tables = {"SyncNet (ours)": synctrain.accuracy_on_speech(syncnet_eval, store),
-                 "Wav2Lip expert (ours)": synctrain.accuracy_on_speech(expert_eval, store)}
+oracle_eval = sync.evaluate_store(sync.AudioOracleScorer(), store, max_clips=eval_max_clips)
+speech_tables = {"SyncNet (ours)": sync.accuracy_on_speech(syncnet_eval, store),
+                 "Wav2Lip expert (ours)": sync.accuracy_on_speech(expert_eval, store)}
 print(f"{silent_fraction:.0%} of the 5-frame audio windows of the test sentences are silent "
       f"(RMS <= 0.01); oracle and speech-only tables in {time.perf_counter() - t0:.1f} s")
 ceiling_table = pd.concat(
@@ -556,13 +556,13 @@ sync.sync_table({"SyncNet (ours)": syncnet_sync_eval, "Wav2Lip expert (ours)": e
 
 # %%
 demo = test_grid[0]
-demo_frames = synctrain.clip_frames(store, demo["id"], "syncnet")
+demo_frames = sync.clip_frames(store, demo["id"], "syncnet")
 demo_wav = store.audio(demo["id"])
 
 
 def draw(ax_syncnet, ax_expert, shift_frames: int) -> None:
     """Both models' curves on the demo clip with its audio delayed by ``shift_frames`` frames."""
-    wav = synctrain.delay_audio(demo_wav, shift_frames)
+    wav = sync.delay_audio(demo_wav, shift_frames)
     result = sync.syncnet_offset(syncnet, demo_frames, wav, device=device)
     cos_curve = expert_curve(demo["id"], wav)
     truth = sync.audio_delay_to_offset(shift_frames)
@@ -646,12 +646,12 @@ headline.round(1)
 
 # %% [markdown]
 # The trained weights are products of this chapter: later chapters load them with the same
-# `synctrain.train_sync_model(...)` call and `ckpt_policy="load"`, or as the current models of
-# this artifacts root with `synctrain.find_sync_model("syncnet" | "expert", artifacts_root)`.
+# `sync.train_sync_model(...)` call and `ckpt_policy="load"`, or as the current models of
+# this artifacts root with `sync.find_sync_model("syncnet" | "expert", artifacts_root)`.
 
 # %%
 products = pd.DataFrame({
-    "product": [synctrain.product_name("syncnet"), synctrain.product_name("expert")],
+    "product": [sync.product_name("syncnet"), sync.product_name("expert")],
     "folder": [str(syncnet_dir), str(expert_dir)],
     "model": [json.dumps(syncnet.config["kwargs"]), json.dumps(expert.config["kwargs"])],
     "steps x batch": [f"{syncnet_hist.train[-1]['step']} x {syncnet_batch_size}",
@@ -670,7 +670,7 @@ def table_json(table: pd.DataFrame) -> dict:
 metrics = {
     "profile": profile,
     "store": str(store.root),
-    "store_fingerprint": synctrain.store_fingerprint(store),
+    "store_fingerprint": sync.store_fingerprint(store),
     "parameters": {k: int(v) for k, v in param_table["parameters"].items()},
     "syncnet": {"folder": str(syncnet_dir), "config": syncnet.config,
                 "steps": syncnet_hist.train[-1]["step"], "negatives": syncnet_negatives,

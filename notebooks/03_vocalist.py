@@ -58,12 +58,13 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from avlib import distill, plotting, sync, synctrain
+from avlib import plotting, sync
+from avlib.sync import distill
 from avlib.artifacts import resolve_artifacts_root
 from avlib.models import VocaLiST, count_parameters, mtd_vocalist
 from avlib.models.vocalist import SinusoidalPositions, future_mask
-from avlib.store import find_store
-from avlib.syncdata import FACE_STREAM, SyncPairs, lower_half
+from avlib.data.store import find_store
+from avlib.sync.pairs import FACE_STREAM, SyncPairs, lower_half
 from avlib.train import TrainConfig
 from avlib import audio as afeat
 
@@ -306,7 +307,7 @@ pd.Series((after - before).abs().amax(dim=-1)[0].numpy(),
 # %% [markdown]
 # ## Training the teacher
 #
-# The teacher is trained exactly like VocaLiST (recipe in `avlib.synctrain`, shared with chapter
+# The teacher is trained exactly like VocaLiST (recipe in `avlib.sync.recipes`, shared with chapter
 # 02): a positive pair is five lip frames with their own 0.2 s of audio, a negative pair takes the
 # audio from another start in the same clip (redrawn when both windows are nearly silent), and
 # the loss is BCE on the logit. The official run uses Adam at 5·10⁻⁵ with batches of 128 on LRS2's
@@ -326,7 +327,7 @@ def train_cfg(steps):
 
 
 t0 = time.perf_counter()
-teacher, teacher_hist, teacher_dir = synctrain.train_sync_model(
+teacher, teacher_hist, teacher_dir = sync.train_sync_model(
     "vocalist", store, teacher_kwargs, train_cfg(teacher_steps), batch_size, ckpt_policy, artifacts,
     negatives=teacher_negatives, val_batches=val_batches, progress=False)
 timings["teacher"] = time.perf_counter() - t0
@@ -351,7 +352,7 @@ print(f"tokens with channel 0 exactly zero (no positional embedding): video {100
 # ## MTDVocaLiST: distilling the teacher
 #
 # The student has the same topology with thinner prenets and transformers. It is trained with
-# the task loss *and* a sum of imitation terms, one per matched site (`avlib.distill`):
+# the task loss *and* a sum of imitation terms, one per matched site (`avlib.sync.distill`):
 #
 # $$
 # L = \mathrm{BCE}(z_s, y) + \alpha \sum_m \tfrac12\left(e^{-s_m}\,\ell_m + s_m\right)
@@ -393,7 +394,7 @@ print(f"student: {count_parameters(student):,} parameters ({count_parameters(stu
 
 # %%
 t0 = time.perf_counter()
-scratch, scratch_hist, scratch_dir = synctrain.train_sync_model(
+scratch, scratch_hist, scratch_dir = sync.train_sync_model(
     "vocalist", store, student_kwargs, train_cfg(student_steps), batch_size, ckpt_policy, artifacts,
     val_batches=val_batches, progress=False)
 timings["student from scratch"] = time.perf_counter() - t0
@@ -446,7 +447,7 @@ plotting.save(fig, figures / "distillation_terms.png");
 # %% [markdown]
 # ## Accuracy versus context
 #
-# Now all sync models of the book go through **one** evaluation (`synctrain.evaluate_store`, the
+# Now all sync models of the book go through **one** evaluation (`sync.evaluate_store`, the
 # protocol of VocaLiST's `test_lrs2.py`): every 5-frame window of a test clip is scored against
 # the audio windows 15 frames either side (31 candidates), the scores of consecutive windows are
 # averaged for longer contexts (7 to 15 frames), and a window counts as correct when the best
@@ -456,7 +457,7 @@ plotting.save(fig, figures / "distillation_terms.png");
 # %%
 chapter02 = {}
 for kind, label in (("syncnet", "SyncNet"), ("expert", "Wav2Lip expert")):
-    model, _, folder = synctrain.find_sync_model(kind, artifacts)
+    model, _, folder = sync.find_sync_model(kind, artifacts)
     chapter02[label] = model
     print(f"{label}: {count_parameters(model):,} parameters, loaded from {folder}")
 
@@ -464,10 +465,10 @@ models = {**chapter02, "VocaLiST": teacher, "MTDVocaLiST": student, "student fro
 evaluations = {}
 t0 = time.perf_counter()
 for name, model in models.items():
-    scorer = synctrain.make_scorer(model.to(device), device=device)
-    evaluations[name] = synctrain.evaluate_store(scorer, store, max_clips=eval_clips,
+    scorer = sync.make_scorer(model.to(device), device=device)
+    evaluations[name] = sync.evaluate_store(scorer, store, max_clips=eval_clips,
                                                  keep_scores=True)
-oracle = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, max_clips=eval_clips)
+oracle = sync.evaluate_store(sync.AudioOracleScorer(), store, max_clips=eval_clips)
 timings["evaluation"] = time.perf_counter() - t0
 n_clips = evaluations["VocaLiST"].n_clips
 print(f"clips per group: {n_clips}; evaluation took {timings['evaluation']:.0f} s")
@@ -483,7 +484,7 @@ table.round(1)
 # only the windows whose true audio holds speech removes the ties:
 
 # %%
-speech = {name: synctrain.accuracy_on_speech(ev, store) for name, ev in evaluations.items()}
+speech = {name: sync.accuracy_on_speech(ev, store) for name, ev in evaluations.items()}
 sync.sync_table(speech, paper=False).round(1)
 
 # %%
@@ -557,7 +558,7 @@ display(Markdown("\n".join(lines)))
 # MTDVocaLiST with untrained weights (the time does not depend on the weights).
 
 # %%
-clip = synctrain.store_clips(store, ("test",), "grid", max_clips=1)[0]
+clip = sync.store_clips(store, ("test",), "grid", max_clips=1)[0]
 face_frames = store.frames(clip["id"], FACE_STREAM)
 n_frames = min(len(face_frames), timing_windows + 5)
 wav = store.audio(clip["id"])[: n_frames * afeat.SAMPLES_PER_FRAME]
@@ -565,7 +566,7 @@ wav = store.audio(clip["id"])[: n_frames * afeat.SAMPLES_PER_FRAME]
 
 def time_scorer(model, frames, wav, repeats=2):
     """Seconds per 5-frame window of ``make_scorer(model).window_scores`` (best of repeats)."""
-    scorer = synctrain.make_scorer(model.to(device), device=device)
+    scorer = sync.make_scorer(model.to(device), device=device)
     n = sync.num_sync_windows(len(frames), len(wav))
     best = float("inf")
     for _ in range(repeats):
@@ -581,7 +582,7 @@ if time_official:
     timing_models["MTDVocaLiST (official size)"] = official_student
 cost = {}
 for name, model in timing_models.items():
-    frames = store.frames(clip["id"], synctrain.stream_for(model))[:n_frames]
+    frames = store.frames(clip["id"], sync.stream_for(model))[:n_frames]
     cost[name] = {"parameters": count_parameters(model),
                   "ms per window": 1000 * time_scorer(model, frames, wav, repeats=1 if "official" in name else 2)}
 cost = pd.DataFrame(cost).T

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from avlib import book
+from avlib import book, profiles
 
 NOTEBOOK = '''\
 # ---
@@ -120,7 +120,7 @@ def test_failure_reports_cell_and_exits(project, capsys):
 
 
 def test_bad_profile_and_parameters(project):
-    with pytest.raises(book.BookError, match="unknown profile"):
+    with pytest.raises(profiles.ProfileError, match="unknown profile"):
         book.run("nope", root=project)
     with pytest.raises(book.BookError, match="declared by none"):
         book.run("smoke", root=project, overrides={"epochs": 3})
@@ -132,10 +132,10 @@ def test_bad_profile_and_parameters(project):
 
 
 def test_parse_overrides_types():
-    assert book.parse_overrides(["a=3", "b=0.5", "c=cuda", "d=true", "e=[1, 2]"]) == {
+    assert profiles.parse_overrides(["a=3", "b=0.5", "c=cuda", "d=true", "e=[1, 2]"]) == {
         "a": 3, "b": 0.5, "c": "cuda", "d": True, "e": [1, 2]}
-    with pytest.raises(book.BookError):
-        book.parse_overrides(["novalue"])
+    with pytest.raises(profiles.ProfileError):
+        profiles.parse_overrides(["novalue"])
 
 
 def test_inspect_lists_parameters(project):

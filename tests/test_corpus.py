@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avlib import faces, formats, media
+from avlib import faces, media
+from avlib.data import formats
 from avlib.corpus import make
 from avlib.corpus.mouth import INDEX
 

@@ -1,7 +1,7 @@
-"""Tests for avlib.datasets: small dataset trees in each real layout are built in tmp_path.
+"""Tests for avlib.data.datasets: small dataset trees in each real layout are built in tmp_path.
 
 One real mp4 (10 frames 64x64 + 16-kHz audio) is written once per module and hard-linked into
-every tree; transcripts, alignments and word tables are written with avlib.formats.
+every tree; transcripts, alignments and word tables are written with avlib.data.formats.
 """
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avlib import datasets, formats, media
+from avlib import media
+from avlib.data import datasets
+from avlib.data import formats
 from avlib.corpus.speech import Segment
-from avlib.datasets import ClipItem, DatasetError, list_clips, list_jpeg_frames, read_jpeg_folder
+from avlib.data.datasets import ClipItem, DatasetError, list_clips, list_jpeg_frames, read_jpeg_folder
 
 N_FRAMES = 10
 SIZE = 64

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from avlib import distill
+from avlib.sync import distill
 from avlib.artifacts import ArtifactMissing
-from avlib.distill import Distiller, MTDLoss, layer_map, relation_kl, relation_log_probs
+from avlib.sync.distill import Distiller, MTDLoss, layer_map, relation_kl, relation_log_probs
 from avlib.models import VocaLiST
 from avlib.models.vocalist import future_mask, time_folded_weight
-from avlib.store import ClipStore, StoreWriter
+from avlib.data.store import ClipStore, StoreWriter
 from avlib.train import TrainConfig
 
 SPF = 640

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from avlib.corpus.speech import Segment
-from avlib.formats import (
+from avlib.data.formats import (
     FormatError,
     read_grid_align,
     read_lrs_txt,

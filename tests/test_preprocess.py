@@ -1,4 +1,4 @@
-"""Tests for avlib.preprocess.
+"""Tests for avlib.data.preprocess.
 
 Unit tests drive the tracking, smoothing and crop geometry with synthetic detections and frames
 (no mediapipe). Integration tests preprocess real mp4 files written into tmp_path: a tiny
@@ -18,11 +18,13 @@ import pytest
 from scipy.signal import resample_poly
 
 from avlib import media
-from avlib import preprocess as pp
+from avlib.data import preprocess as pp
+from avlib.data import crops, tracking
 from avlib.corpus.render import FaceIdentity, render_clip
-from avlib.datasets import ClipItem, list_clips
-from avlib.preprocess import ClipRejected, PreprocessConfig
-from avlib.store import ClipStore, StoreWriter
+from avlib.data.datasets import ClipItem, list_clips
+from avlib.data.tracking import ClipRejected
+from avlib.data.preprocess import PreprocessConfig
+from avlib.data.store import ClipStore, StoreWriter
 
 SR = 16000
 #: Test settings: the 112-px SyncNet crop of the CPU profile keeps the runs fast.
@@ -104,9 +106,9 @@ def boxes_detections(boxes, score: float = 0.9):
 
 
 def test_box_iou():
-    assert pp.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert pp.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert pp.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert tracking.box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert tracking.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert tracking.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
 
 def test_link_tracks_follows_two_faces_through_dropouts():
@@ -119,7 +121,7 @@ def test_link_tracks_follows_two_faces_through_dropouts():
         if not 10 <= t < 14:  # the left face is lost for 4 frames
             faces.insert(0, left[t])
         frames.append(faces)
-    tracks = pp.link_tracks(boxes_detections(frames))
+    tracks = tracking.link_tracks(boxes_detections(frames))
     assert len(tracks) == 2
     by_len = sorted(tracks, key=len)
     assert by_len[0].frames == [t for t in range(n) if not 10 <= t < 14]
@@ -129,7 +131,7 @@ def test_link_tracks_follows_two_faces_through_dropouts():
 
 def test_choose_track_longest_then_largest_then_central():
     def track(frames, box):
-        tr = pp.Track()
+        tr = tracking.Track()
         for t in frames:
             tr.add(t, np.asarray(box, float), 0.9)
         return tr
@@ -137,37 +139,37 @@ def test_choose_track_longest_then_largest_then_central():
     size = (400, 200)
     small_long = track(range(20), (10, 10, 40, 40))
     big_short = track(range(10), (100, 10, 200, 110))
-    assert pp.choose_track([big_short, small_long], size) is small_long
+    assert tracking.choose_track([big_short, small_long], size) is small_long
     # A dropout of one frame (19 vs 20 detections) is a tie on length: the larger face wins.
     big_dropout = track([t for t in range(20) if t != 7], (100, 10, 200, 110))
-    assert pp.choose_track([small_long, big_dropout], size) is big_dropout
+    assert tracking.choose_track([small_long, big_dropout], size) is big_dropout
     # Equal length and area: the most central face wins.
     side = track(range(20), (0, 50, 100, 150))
     centre = track(range(20), (150, 50, 250, 150))
-    assert pp.choose_track([side, centre], size) is centre
-    assert pp.choose_track([], size) is None
+    assert tracking.choose_track([side, centre], size) is centre
+    assert tracking.choose_track([], size) is None
 
 
 def test_fill_track_interpolates_short_gaps_and_marks_long_ones():
-    tr = pp.Track()
+    tr = tracking.Track()
     known = {t: np.array([t, 2 * t, t + 10, 2 * t + 10], float)
              for t in [2, 3, 4, 8, 9, 20, 21]}
     for t, box in known.items():
         tr.add(t, box, 0.9)
-    boxes, state = pp.fill_track(tr, 24, max_gap=3)
+    boxes, state = tracking.fill_track(tr, 24, max_gap=3)
     # Gap 5..7 (3 frames) is filled linearly: the boxes move linearly here, so exactly.
     for t in (5, 6, 7):
         np.testing.assert_allclose(boxes[t], [t, 2 * t, t + 10, 2 * t + 10])
-        assert state[t] == pp.INTERPOLATED
+        assert state[t] == tracking.INTERPOLATED
     # Gap 10..19 (10 frames) is filled too, but counts as missing.
-    assert (state[10:20] == pp.MISSING).all() and np.isfinite(boxes[10:20]).all()
+    assert (state[10:20] == tracking.MISSING).all() and np.isfinite(boxes[10:20]).all()
     # Ends are held: 2 frames at the start (<= max_gap), 2 at the end.
     np.testing.assert_allclose(boxes[0], known[2])
     np.testing.assert_allclose(boxes[23], known[21])
-    assert state[0] == state[1] == state[22] == state[23] == pp.INTERPOLATED
-    assert (state[list(known)] == pp.DETECTED).all()
-    empty_boxes, empty_state = pp.fill_track(None, 5, 3)
-    assert np.isnan(empty_boxes).all() and (empty_state == pp.MISSING).all()
+    assert state[0] == state[1] == state[22] == state[23] == tracking.INTERPOLATED
+    assert (state[list(known)] == tracking.DETECTED).all()
+    empty_boxes, empty_state = tracking.fill_track(None, 5, 3)
+    assert np.isnan(empty_boxes).all() and (empty_state == tracking.MISSING).all()
 
 
 def test_smooth_boxes_mean_and_median():
@@ -175,20 +177,20 @@ def test_smooth_boxes_mean_and_median():
     t = np.arange(60, dtype=float)
     truth = np.column_stack([50 + t, 40 + 0 * t, 150 + t, 140 + 0 * t])
     noisy = truth + rng.normal(0, 2, truth.shape)
-    smooth = pp.smooth_boxes(noisy, 5, "mean")
-    assert pp.box_jitter(smooth) < 0.6 * pp.box_jitter(noisy)
+    smooth = tracking.smooth_boxes(noisy, 5, "mean")
+    assert tracking.box_jitter(smooth) < 0.6 * tracking.box_jitter(noisy)
     assert np.abs(smooth - truth).mean() < np.abs(noisy - truth).mean()
     # A centred moving average keeps linear motion exactly (no lag), away from the edges.
-    np.testing.assert_allclose(pp.smooth_boxes(truth, 5, "mean")[2:-2], truth[2:-2])
+    np.testing.assert_allclose(tracking.smooth_boxes(truth, 5, "mean")[2:-2], truth[2:-2])
     # The running median removes a one-frame glitch entirely (SyncNet's kernel 13).
     glitch = truth.copy()
     glitch[30] += 40
-    np.testing.assert_allclose(pp.smooth_boxes(glitch, 13, "median")[30], truth[30], atol=1.5)
-    np.testing.assert_allclose(pp.smooth_boxes(truth, 1), truth)
+    np.testing.assert_allclose(tracking.smooth_boxes(glitch, 13, "median")[30], truth[30], atol=1.5)
+    np.testing.assert_allclose(tracking.smooth_boxes(truth, 1), truth)
     with pytest.raises(ValueError, match="odd"):
-        pp.smooth_boxes(truth, 4)
+        tracking.smooth_boxes(truth, 4)
     # syncnet_params: centre and half-size max(w, h) / 2 of each box.
-    params = pp.syncnet_params(np.array([[10.0, 20.0, 50.0, 80.0]]), kernel=13)
+    params = tracking.syncnet_params(np.array([[10.0, 20.0, 50.0, 80.0]]), kernel=13)
     np.testing.assert_allclose(params, [[30.0, 50.0, 30.0]])
 
 
@@ -199,7 +201,7 @@ def test_track_faces_statistics_and_rejections():
     rng = np.random.default_rng(1)
     jittered = [[np.add(face, rng.normal(0, 1.5, 4))] for _ in range(n)]
 
-    track = pp.track_faces(boxes_detections(jittered), size, CFG)
+    track = tracking.track_faces(boxes_detections(jittered), size, CFG)
     s = track.stats
     assert (s["frames"], s["detected"], s["interpolated"], s["missing"]) == (n, n, 0, 0)
     assert s["n_faces_max"] == 1 and s["mean_score"] == pytest.approx(0.9)
@@ -211,34 +213,34 @@ def test_track_faces_statistics_and_rejections():
                                [40, 40 - 0.3 * h, 120, 120 + 0.05 * h], atol=2.0)
 
     with pytest.raises(ClipRejected) as err:
-        pp.track_faces([[] for _ in range(n)], size, CFG)
+        tracking.track_faces([[] for _ in range(n)], size, CFG)
     assert err.value.reason == "no_face"
     with pytest.raises(ClipRejected) as err:  # a face on 30 % of the frames
-        pp.track_faces(boxes_detections([[face] if t < 12 else [] for t in range(n)]), size, CFG)
+        tracking.track_faces(boxes_detections([[face] if t < 12 else [] for t in range(n)]), size, CFG)
     assert err.value.reason == "no_face"
     # Face on 70 % of the frames, in one block: the 12-frame gap is too long to fill.
     gappy = boxes_detections([[face] if not 10 <= t < 22 else [] for t in range(n)])
     with pytest.raises(ClipRejected) as err:
-        pp.track_faces(gappy, size, CFG)
+        tracking.track_faces(gappy, size, CFG)
     assert err.value.reason == "face_track_gaps"
     assert err.value.meta["face_track"]["missing"] == 12
     # The same gaps are fine when they are short.
     short_gaps = boxes_detections([[face] if t % 4 else [] for t in range(n)])
-    assert pp.track_faces(short_gaps, size, CFG).stats["interpolated"] == 10
+    assert tracking.track_faces(short_gaps, size, CFG).stats["interpolated"] == 10
 
     two = boxes_detections([[face, other] for _ in range(n)])
-    kept = pp.track_faces(two, size, CFG)
+    kept = tracking.track_faces(two, size, CFG)
     assert kept.stats["n_faces_max"] == 2 and kept.stats["multi_face_frames"] == n
     assert kept.raw[0][0] == pytest.approx(face[0])  # the larger face
     with pytest.raises(ClipRejected) as err:
-        pp.track_faces(two, size, PreprocessConfig(syncnet_size=112, multi_face="reject"))
+        tracking.track_faces(two, size, PreprocessConfig(syncnet_size=112, multi_face="reject"))
     assert err.value.reason == "multi_face"
     # A second face on a few frames only is not persistent: "reject" keeps the clip; so does
     # one face that jumps (a scene cut: two tracks, never two faces on one frame).
     passer = boxes_detections([[face, other] if t < 5 else [face] for t in range(n)])
-    assert pp.track_faces(passer, size, PreprocessConfig(multi_face="reject")).stats["n_faces_max"] == 2
+    assert tracking.track_faces(passer, size, PreprocessConfig(multi_face="reject")).stats["n_faces_max"] == 2
     cut = boxes_detections([[face] if t < 25 else [(150, 40, 230, 120)] for t in range(n)])
-    jumped = pp.track_faces(cut, size, PreprocessConfig(multi_face="reject", max_missing=0.5))
+    jumped = tracking.track_faces(cut, size, PreprocessConfig(multi_face="reject", max_missing=0.5))
     assert jumped.stats["n_tracks"] == 2 and jumped.stats["missing"] == 15
 
 
@@ -250,52 +252,52 @@ def test_syncnet_window_matches_hand_computation():
     # bsi = int(40.2 * 1.8) = 72; padded centre (172.3, 152.6);
     # rows int(152.6 - 40.2) = 112 .. int(152.6 + 72.36) = 224,
     # cols int(172.3 - 56.28) = 116 .. int(172.3 + 56.28) = 228; minus the pad 72.
-    assert pp.syncnet_window(x, y, bs) == (40, 152, 44, 156)
+    assert crops.syncnet_window(x, y, bs) == (40, 152, 44, 156)
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     padded = np.pad(frame, ((72, 72), (72, 72), (0, 0)), constant_values=110)
     expected = padded[112:224, 116:228][..., ::-1]  # BGR
-    np.testing.assert_array_equal(pp.crop_syncnet(frame, x, y, bs, size=112), expected)
+    np.testing.assert_array_equal(crops.crop_syncnet(frame, x, y, bs, size=112), expected)
     # The window reaches past the bottom of this 120-row frame: those rows are the pad value.
-    crop = pp.crop_syncnet(frame, x, y, bs, size=112)
+    crop = crops.crop_syncnet(frame, x, y, bs, size=112)
     assert (crop[120 - 40:] == 110).all()
     # Resized to the requested size.
-    assert pp.crop_syncnet(frame, x, y, bs, size=224).shape == (224, 224, 3)
+    assert crops.crop_syncnet(frame, x, y, bs, size=224).shape == (224, 224, 3)
 
 
 def test_crop_face96_is_bgr_and_clips_the_box():
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[:, :100] = (255, 0, 0)  # red left half (RGB)
     frame[:, 100:] = (0, 0, 255)  # blue right half
-    red = pp.crop_face96(frame, (10, 10, 60, 90))
+    red = crops.crop_face96(frame, (10, 10, 60, 90))
     assert red.shape == (96, 96, 3) and red.dtype == np.uint8
     assert (red[..., 2] == 255).all() and (red[..., 0] == 0).all()  # BGR: red in channel 2
     # A box leaving the frame is clipped (no padding), like Wav2Lip's preprocess.
-    edge = pp.crop_face96(frame, (150, -30, 260, 120))
+    edge = crops.crop_face96(frame, (150, -30, 260, 120))
     assert (edge[..., 0] == 255).all() and (edge[..., 2] == 0).all()
 
 
 def test_mouth_centre_and_crop():
     lm = np.full((468, 2), 60.0)
     lm[234, 0], lm[454, 0] = 20, 140  # the face's extent (cheek points, not in the ROI)
-    roi = list(pp.MOUTH_ROI_INDICES)
+    roi = list(crops.MOUTH_ROI_INDICES)
     lm[roi, 0] = np.linspace(70, 90, len(roi))
     lm[roi, 1] = np.linspace(100, 110, len(roi))
-    cx, cy = pp.mouth_roi_centre(lm)
+    cx, cy = crops.mouth_roi_centre(lm)
     assert cx == pytest.approx((80 + 80 + 20 + 140) / 4)
     assert cy == pytest.approx(105)
 
     frame = np.zeros((160, 160, 3), np.uint8)
     cv2.circle(frame, (80, 105), 12, (255, 255, 255), -1)
-    crop = pp.crop_mouth96(frame, (80.0, 105.0), scale=0.5)
+    crop = crops.crop_mouth96(frame, (80.0, 105.0), scale=0.5)
     assert crop.shape == (96, 96) and crop.dtype == np.uint8
     # A 24-px disc in a 48 px (96 x 0.5) window: centred and half the width.
     ys, xs = np.nonzero(crop > 128)
     assert abs(xs.mean() - 47.5) < 1.5 and abs(ys.mean() - 47.5) < 1.5
     assert 44 <= xs.max() - xs.min() + 1 <= 52
     # Near the frame edge the box is shifted inside (the disc moves off-centre, no padding).
-    corner = pp.crop_mouth96(frame, (5.0, 105.0), scale=0.5)
+    corner = crops.crop_mouth96(frame, (5.0, 105.0), scale=0.5)
     assert corner.shape == (96, 96)
 
 
@@ -305,19 +307,19 @@ def test_similarity_transform_and_vcagan_alignment():
     angle, scale, shift = 0.3, 1.7, np.array([12.0, -5.0])
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     dst = src @ (scale * rot).T + shift
-    m = pp.similarity_transform(src, dst)
+    m = crops.similarity_transform(src, dst)
     np.testing.assert_allclose(m, np.column_stack([scale * rot, shift]), atol=1e-9)
     with pytest.raises(ValueError):
-        pp.similarity_transform(src, dst[:3])
+        crops.similarity_transform(src, dst[:3])
 
     # Landmarks placed exactly at a scaled/shifted copy of the reference map back onto it.
     lm = np.zeros((468, 2))
-    ref = pp.VCAGAN_REFERENCE
+    ref = crops.VCAGAN_REFERENCE
     lm[[33, 263, 61, 291]] = ref * 0.5 + [10, 20]
-    np.testing.assert_allclose(cv2.transform(lm[None, [33, 263, 61, 291]], pp.vcagan_matrix(lm))[0],
+    np.testing.assert_allclose(cv2.transform(lm[None, [33, 263, 61, 291]], crops.vcagan_matrix(lm))[0],
                                ref, atol=1e-9)
     frame = np.full((200, 200, 3), 90, np.uint8)
-    crop = pp.crop_vcagan112(frame, lm)
+    crop = crops.crop_vcagan112(frame, lm)
     assert crop.shape == (112, 112) and crop.dtype == np.uint8
     assert abs(int(crop[56, 56]) - 90) <= 1
 
@@ -425,14 +427,14 @@ def test_crops_and_landmarks_agree_with_the_rendered_truth(corpus_items, corpus_
         frames, _ = media.read_video(item.video)
         boxes = store.feature(item.id, "face_boxes")
         # The S3FD-like box spans the rendered face (forehead top to chin).
-        ious = [pp.box_iou(b, t) for b, t in zip(boxes, np.array(truth["face_boxes"]))]
+        ious = [tracking.box_iou(b, t) for b, t in zip(boxes, np.array(truth["face_boxes"]))]
         assert np.mean(ious) > 0.8
         # Lip landmarks follow the rendered lips (same point order) within a few pixels.
         err = np.linalg.norm(store.landmarks(item.id) - np.array(truth["lip_landmarks"]), axis=-1)
         assert err.mean() < 4.0
         # The stored face96 is the BGR crop of the decoded frame at the stored box.
         stored = store.frames(item.id, "face96", 10, 1)[0].astype(int)
-        recomputed = pp.crop_face96(frames[10], boxes[10]).astype(int)
+        recomputed = crops.crop_face96(frames[10], boxes[10]).astype(int)
         assert np.abs(stored - recomputed).mean() < 3.0
         assert np.abs(stored - recomputed[..., ::-1]).mean() > 3 * np.abs(stored - recomputed).mean()
 
@@ -464,7 +466,7 @@ def test_cli_on_a_finished_store(corpus, corpus_store, capsys):
 
 
 def test_kill_mid_clip_leaves_no_half_clip_and_rerun_completes(short_items, tmp_path, monkeypatch):
-    import avlib.store as store_mod
+    from avlib.data import store as store_mod
 
     out = tmp_path / "store"
     real_encode = store_mod._encode_stream
@@ -728,7 +730,7 @@ def test_preprocess_clip_result_and_own_detector(tmp_path):
 
 def test_store_artifact_resumes_records_and_reloads(corpus, corpus_items, tmp_path, monkeypatch):
     from avlib.artifacts import ArtifactMissing, atomic_write_json, read_metadata
-    from avlib.store import find_store
+    from avlib.data.store import find_store
 
     root = tmp_path / "artifacts"
     # Chapter 00 records its corpus here; store_artifact finds it without data_root.

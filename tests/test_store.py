@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avlib import store
-from avlib.store import ClipStore, StoreError, StoreWriter, id_from_safe_name, safe_name
+from avlib.data import store
+from avlib.data.store import ClipStore, StoreError, StoreWriter, id_from_safe_name, safe_name
 
 T, H, W = 12, 32, 40
 LRS2_ID = "6330311066473698535/00011"
@@ -226,7 +226,7 @@ def test_killed_run_leaves_a_temporary_that_the_next_writer_removes(tmp_path):
     child = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from avlib import store
+        from avlib.data import store
         from test_store import write
         real = store._encode_stream
         calls = []
@@ -426,7 +426,7 @@ def test_export_refuses_a_clip_folder_inside_another(tmp_path):
 
 
 def test_find_store_pointer_and_errors(tmp_path):
-    from avlib.store import StoreError, find_store, record_current
+    from avlib.data.store import StoreError, find_store, record_current
 
     with pytest.raises(StoreError, match="01_preprocessing"):
         find_store(tmp_path / "artifacts")

@@ -12,8 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from avlib import cli, media, synctool
-from avlib import preprocess as pp
+from avlib import cli, media
+from avlib.sync import tool as synctool
+from avlib.data import preprocess as pp
+from avlib.data import crops as crop_mod
+from avlib.data import tracking
 from avlib import sync
 from avlib.audio import SR
 from avlib.checkpoints import save_checkpoint
@@ -21,7 +24,7 @@ from avlib.corpus.articulation import mouth_trajectory
 from avlib.corpus.render import FaceIdentity, render_clip
 from avlib.corpus.speech import Voice, synthesize
 from avlib.models import SyncNet, SyncNetColor
-from avlib.synctool import SyncToolError
+from avlib.sync.tool import SyncToolError
 
 #: Audio delay (frames) of the shifted copy: 160 ms late, so SyncNet's sign gives offset -4.
 DELAY = 4
@@ -339,10 +342,10 @@ def test_memory_stays_bounded_and_streaming_matches_in_memory(clips, oracle, mon
     cfg = pp.PreprocessConfig(syncnet_size=CROP)
     detector = pp.make_detector(cfg)
     try:
-        track = pp.track_faces(pp.detect_faces(frames, detector), (frames.shape[2], frames.shape[1]), cfg)
+        track = tracking.track_faces(tracking.detect_faces(frames, detector), (frames.shape[2], frames.shape[1]), cfg)
     finally:
         detector.close()
-    all_crops = np.stack([pp.crop_syncnet(f, *track.syncnet[t], CROP) for t, f in enumerate(frames)])
+    all_crops = np.stack([crop_mod.crop_syncnet(f, *track.syncnet[t], CROP) for t, f in enumerate(frames)])
     in_memory = sync.syncnet_offset(oracle, all_crops, wav, vshift=5, batch_size=batch)
     assert in_memory.offset == streamed.offset
     np.testing.assert_array_equal(in_memory.mean_dists, streamed.mean_dists)

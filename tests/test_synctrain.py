@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from avlib import sync, synctrain
+from avlib import sync
+from avlib.sync import evaluate as sync_evaluate, recipes as sync_recipes
+from avlib import sync
 from avlib.artifacts import ArtifactMissing
 from avlib.audio import syncnet_mfcc, vocalist_mel, wav2lip_mel
 from avlib.models import expert_loss
 from avlib.models.syncnet import contrastive_loss
-from avlib.store import ClipStore, StoreWriter
-from avlib.syncdata import SyncPairs
+from avlib.data.store import ClipStore, StoreWriter
+from avlib.sync.pairs import SyncPairs
 from avlib.train import TrainConfig
 
 SPF = 640
@@ -126,16 +128,16 @@ def test_bce_cosine_loss_on_hand_built_embeddings():
 
 def test_weighted_f1_matches_hand_computation():
     # class 1: tp 2, fp 1, fn 1 -> F1 2/3 (support 3); class 0: tp 0, fp 1, fn 1 -> 0 (support 1)
-    assert synctrain.weighted_f1([1, 1, 0, 1], [1, 1, 1, 0]) == pytest.approx(0.5)
-    assert synctrain.weighted_f1([1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx(1.0)
+    assert sync.weighted_f1([1, 1, 0, 1], [1, 1, 1, 0]) == pytest.approx(0.5)
+    assert sync.weighted_f1([1, 0, 1, 0], [1, 0, 1, 0]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        synctrain.weighted_f1([1, 0], [1])
+        sync.weighted_f1([1, 0], [1])
 
 
 def test_vocalist_f1_both_ways_on_constructed_logits():
     logits = np.array([2.0, 0.3, -1.0, 0.7, -0.2, 0.1])
     y = np.array([1, 1, 0, 1, 0, 1])
-    f1 = synctrain.vocalist_f1(logits, y)
+    f1 = sync.vocalist_f1(logits, y)
     assert f1["f1"] == pytest.approx(1.0)  # logits > 0 separate the classes perfectly
     # logits > 0.5 (upstream quirk) call 0.3 and 0.1 off sync:
     # class 1: tp 2, fn 2 -> 4/6; class 0: tp 2, fp 2 -> 4/6; weighted (4 x 2/3 + 2 x 2/3) / 6
@@ -143,12 +145,12 @@ def test_vocalist_f1_both_ways_on_constructed_logits():
 
 
 # --------------------------------------------------------------------------- recipes
-@pytest.mark.parametrize("kind", synctrain.KINDS)
+@pytest.mark.parametrize("kind", sync.KINDS)
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(store, kind):
-    recipe = synctrain.RECIPES[kind]
-    model = synctrain.build(kind, seed=0, **({"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}),
+    recipe = sync.RECIPES[kind]
+    model = sync.build(kind, seed=0, **({"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}),
                             **TINY[kind])
-    options = synctrain._options(kind, model, None, 6, 2)
+    options = sync_recipes._options(kind, model, None, 6, 2)
     # VocaLiST's 3-D video prenet is the slow one: a smaller batch keeps the test in seconds
     size, steps = (4, 6) if kind == "vocalist" else (8, 10)
     rng = np.random.default_rng(0)
@@ -169,33 +171,33 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(store, kind):
 
 
 def test_default_margin_scales_with_the_embedding():
-    assert synctrain.default_margin(1024) == pytest.approx(16.0)
-    assert synctrain.default_margin(256) == pytest.approx(8.0)
+    assert sync.default_margin(1024) == pytest.approx(16.0)
+    assert sync.default_margin(256) == pytest.approx(8.0)
     with pytest.raises(ValueError):
-        synctrain.default_margin(0)
+        sync.default_margin(0)
 
 
 def test_build_gives_official_sizes_and_rejects_unknown_kinds():
-    assert synctrain.build("expert", width=0.25).config["kwargs"] == {"width": 0.25}
+    assert sync.build("expert", width=0.25).config["kwargs"] == {"width": 0.25}
     with pytest.raises(ValueError, match="unknown sync model kind"):
-        synctrain.build("lipnet")
+        sync.build("lipnet")
 
 
 # --------------------------------------------------------------------------- train or load
 def test_train_or_load_caches_by_config(store, tmp_path):
     root = tmp_path / "artifacts"
-    model, history, folder = synctrain.train_sync_model(
+    model, history, folder = sync.train_sync_model(
         "expert", store, TINY["expert"], _cfg(), 8, "auto", root, val_batches=1, progress=False)
     assert folder.parent.name == "sync_expert" and (folder / "model.safetensors").is_file()
     assert [r["step"] for r in history.eval] == [3]
     assert {"val_loss", "val_acc", "val_cos_pos", "val_cos_neg"} <= set(history.eval[0])
     meta = json.loads((folder / "artifact.json").read_text())
-    assert meta["config"]["store"] == synctrain.store_fingerprint(store)
+    assert meta["config"]["store"] == sync.store_fingerprint(store)
     assert meta["config"]["batch_size"] == 8 and meta["config"]["train"]["lr"] == 1e-3
     assert "device" not in meta["config"]["train"]
 
     # the same call with policy "load" returns the same weights without training
-    again, _, folder2 = synctrain.train_sync_model(
+    again, _, folder2 = sync.train_sync_model(
         "expert", store, TINY["expert"], _cfg(), 8, "load", root, val_batches=1, progress=False)
     assert folder2 == folder
     for key, value in model.state_dict().items():
@@ -205,22 +207,22 @@ def test_train_or_load_caches_by_config(store, tmp_path):
                     {"model_kwargs": {"width": 0.125}}):
         args = {"model_kwargs": TINY["expert"], "train_cfg": _cfg(), "batch_size": 8, **changed}
         with pytest.raises(ArtifactMissing):
-            synctrain.train_sync_model("expert", store, args["model_kwargs"], args["train_cfg"],
+            sync.train_sync_model("expert", store, args["model_kwargs"], args["train_cfg"],
                                        args["batch_size"], "load", root, val_batches=1,
                                        progress=False)
-    found, _, found_folder = synctrain.find_sync_model("expert", root)
+    found, _, found_folder = sync.find_sync_model("expert", root)
     assert found_folder == folder and isinstance(found, type(model))
 
 
 def test_syncnet_and_vocalist_recipes_train_and_report_their_metrics(store, tmp_path):
     root = tmp_path / "artifacts"
-    _, hist, folder = synctrain.train_sync_model(
+    _, hist, folder = sync.train_sync_model(
         "syncnet", store, TINY["syncnet"], _cfg(steps=2, eval_every=2), 8, "auto", root,
         max_shift=6, val_batches=1, progress=False)
     options = json.loads((folder / "artifact.json").read_text())["config"]["options"]
     assert options == {"margin": pytest.approx(2.0), "max_shift": 6, "min_shift": 2}
     assert {"val_loss", "val_dist_pos", "val_dist_neg"} <= set(hist.eval[-1])
-    _, hist, _ = synctrain.train_sync_model(
+    _, hist, _ = sync.train_sync_model(
         "vocalist", store, TINY["vocalist"], _cfg(steps=1, eval_every=1), 4, "auto", root,
         val_batches=1, progress=False)
     assert {"val_loss", "val_f1", "val_f1_official"} <= set(hist.eval[-1])
@@ -228,14 +230,14 @@ def test_syncnet_and_vocalist_recipes_train_and_report_their_metrics(store, tmp_
 
 def test_syncnet_img_size_must_match_the_store(store, tmp_path):
     with pytest.raises(ValueError, match="img_size=96"):
-        synctrain.train_sync_model("syncnet", store, {**TINY["syncnet"], "img_size": 96}, _cfg(),
+        sync.train_sync_model("syncnet", store, {**TINY["syncnet"], "img_size": 96}, _cfg(),
                                    8, "auto", tmp_path, progress=False)
-    assert synctrain.syncnet_crop_size(store) == SYNCNET_SIZE
+    assert sync.syncnet_crop_size(store) == SYNCNET_SIZE
 
 
 def test_find_sync_model_says_which_chapter_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="02_syncnet"):
-        synctrain.find_sync_model("syncnet", tmp_path)
+        sync.find_sync_model("syncnet", tmp_path)
 
 
 def test_fingerprint_ignores_location_but_not_content(store, tmp_path):
@@ -243,55 +245,55 @@ def test_fingerprint_ignores_location_but_not_content(store, tmp_path):
 
     copy = tmp_path / "moved"
     shutil.copytree(store.root, copy)
-    assert synctrain.store_fingerprint(ClipStore(copy)) == synctrain.store_fingerprint(store)
+    assert sync.store_fingerprint(ClipStore(copy)) == sync.store_fingerprint(store)
     shutil.rmtree(copy / "clips" / "grid%2Fval0")
     StoreWriter(copy).finalize()
-    assert synctrain.store_fingerprint(ClipStore(copy)) != synctrain.store_fingerprint(store)
+    assert sync.store_fingerprint(ClipStore(copy)) != sync.store_fingerprint(store)
 
 
 # --------------------------------------------------------------------------- evaluation
 def test_clip_records_kinds_and_true_offsets(store):
-    grid = synctrain.store_clips(store)
+    grid = sync.store_clips(store)
     assert [r["id"] for r in grid] == ["grid/test0", "grid/unseen0"]
-    shifted = synctrain.store_clips(store, kind="sync")
+    shifted = sync.store_clips(store, kind="sync")
     assert [r["id"] for r in shifted] == ["sync/test/shifted"]
     # audio delayed by 3 frames: the protocol's offset is -3 (sync.audio_delay_to_offset)
-    assert synctrain.true_offset(shifted[0]) == -3 == sync.audio_delay_to_offset(3)
-    assert synctrain.true_offset(grid[0]) == 0
-    assert synctrain.clip_frames(store, "grid/test0", "syncnet").shape == (T, SYNCNET_SIZE, SYNCNET_SIZE, 3)
-    assert synctrain.clip_frames(store, "grid/test0", "expert").shape == (T, 96, 96, 3)
-    assert synctrain.clip_audio(store, "grid/test0").shape == (T * SPF,)
+    assert sync.true_offset(shifted[0]) == -3 == sync.audio_delay_to_offset(3)
+    assert sync.true_offset(grid[0]) == 0
+    assert sync.clip_frames(store, "grid/test0", "syncnet").shape == (T, SYNCNET_SIZE, SYNCNET_SIZE, 3)
+    assert sync.clip_frames(store, "grid/test0", "expert").shape == (T, 96, 96, 3)
+    assert sync.clip_audio(store, "grid/test0").shape == (T * SPF,)
 
 
 @pytest.mark.parametrize("kind", ["syncnet", "expert"])
 def test_evaluate_store_returns_the_table_shape(store, kind):
     extra = {"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}
-    model = synctrain.build(kind, seed=0, **TINY[kind], **extra).eval()
-    scorer = synctrain.make_scorer(model)
+    model = sync.build(kind, seed=0, **TINY[kind], **extra).eval()
+    scorer = sync.make_scorer(model)
     contexts = (5, 7, 9)
-    result = synctrain.evaluate_store(scorer, store, contexts=contexts, keep_scores=True)
+    result = sync.evaluate_store(scorer, store, contexts=contexts, keep_scores=True)
     assert list(result.table.index) == ["seen", "unseen"]
     assert list(result.table.columns) == list(contexts)
     assert ((result.table >= 0) & (result.table <= 100)).all().all()
     assert set(result.scores) == {"grid/test0", "grid/unseen0"}
-    shifted = synctrain.evaluate_store(scorer, store, splits=("test",), kind="sync", contexts=contexts)
+    shifted = sync.evaluate_store(scorer, store, splits=("test",), kind="sync", contexts=contexts)
     assert list(shifted.per_clip["true_offset"]) == [-3]
     assert list(shifted.table.index) == ["seen"]
 
 
 def test_evaluate_store_explains_an_empty_selection(store):
-    model = synctrain.build("expert", **TINY["expert"]).eval()
+    model = sync.build("expert", **TINY["expert"]).eval()
     with pytest.raises(ValueError, match="no clip of kind"):
-        synctrain.evaluate_store(synctrain.make_scorer(model), store, kind="lrw")
+        sync.evaluate_store(sync.make_scorer(model), store, kind="lrw")
 
 
 def test_stream_for_models_kinds_and_scorers():
-    assert synctrain.stream_for("syncnet") == "syncnet"
-    assert synctrain.stream_for("expert") == "face96" == synctrain.stream_for("vocalist")
-    model = synctrain.build("expert", **TINY["expert"])
-    assert synctrain.stream_for(synctrain.make_scorer(model)) == "face96"
+    assert sync.stream_for("syncnet") == "syncnet"
+    assert sync.stream_for("expert") == "face96" == sync.stream_for("vocalist")
+    model = sync.build("expert", **TINY["expert"])
+    assert sync.stream_for(sync.make_scorer(model)) == "face96"
     with pytest.raises(ValueError):
-        synctrain.stream_for("lipnet")
+        sync.stream_for("lipnet")
 
 
 def test_clip_offset_ignores_out_of_range_scores():
@@ -300,38 +302,38 @@ def test_clip_offset_ignores_out_of_range_scores():
     scores[:, vshift + 2] = 1.0  # best column: offset -2
     scores[0, :2] = sync.OUT_OF_RANGE  # masked edges must not pull their columns down
     scores[3, -1] = sync.OUT_OF_RANGE
-    assert synctrain.clip_offset(scores) == -2
+    assert sync.clip_offset(scores) == -2
     with pytest.raises(ValueError):
-        synctrain.clip_offset(np.zeros((3, 4)))
+        sync.clip_offset(np.zeros((3, 4)))
 
 
 def test_delay_audio_moves_the_sound_by_whole_frames():
     wav = np.arange(4 * SPF, dtype=np.float32) + 1
-    later = synctrain.delay_audio(wav, 1)
+    later = sync.delay_audio(wav, 1)
     assert later.shape == wav.shape and not later[:SPF].any()
     np.testing.assert_array_equal(later[SPF:], wav[:-SPF])
-    earlier = synctrain.delay_audio(wav, -2)
+    earlier = sync.delay_audio(wav, -2)
     np.testing.assert_array_equal(earlier[: 2 * SPF], wav[2 * SPF :])
     assert not earlier[2 * SPF :].any()
-    assert not synctrain.delay_audio(wav, 9).any()  # shifted past the end: silence
+    assert not sync.delay_audio(wav, 9).any()  # shifted past the end: silence
     with pytest.raises(ValueError):
-        synctrain.delay_audio(wav, 0.5)
+        sync.delay_audio(wav, 0.5)
 
 
 # --------------------------------------------------------------------------- shared-video batches
 @pytest.mark.parametrize("kind", ["syncnet", "expert", "vocalist"])
 def test_shared_video_batches_pair_each_video_with_true_and_false_audio(store, kind):
     extra = {"img_size": SYNCNET_SIZE} if kind == "syncnet" else {}
-    model = synctrain.build(kind, seed=0, **TINY[kind], **extra)
-    options = synctrain._options(kind, model, None, 6, 2, negatives=3)
+    model = sync.build(kind, seed=0, **TINY[kind], **extra)
+    options = sync_recipes._options(kind, model, None, 6, 2, negatives=3)
     assert options["negatives"] == 3
-    batch = synctrain.RECIPES[kind].batch(SyncPairs(store), np.random.default_rng(0), 4, options)
+    batch = sync.RECIPES[kind].batch(SyncPairs(store), np.random.default_rng(0), 4, options)
     audio_shape = (1, 13, 20) if kind == "syncnet" else (1, 80, 16)
     assert batch["audio_sets"].shape == (4, 4, *audio_shape)
     # the true audio differs from the false ones (toy clips have a different loudness per frame)
     assert not torch.equal(batch["audio_sets"][:, 0], batch["audio_sets"][:, 1])
     model.train()
-    loss, metrics, score = synctrain.RECIPES[kind].forward(model, batch, options, "cpu")
+    loss, metrics, score = sync.RECIPES[kind].forward(model, batch, options, "cpu")
     assert loss.ndim == 0 and torch.isfinite(loss) and score.shape == (4,)
     assert 0.0 <= metrics["acc"] <= 1.0
 
@@ -346,19 +348,19 @@ def test_shared_video_loss_weighs_genuine_and_false_halves_equally():
     video = torch.tensor([[[1.0, 0.0]]]).reshape(1, 2)
     audio_sets = torch.tensor([[[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]]).reshape(1, 3, 1, 2)
     batch = {"video": video, "audio_sets": audio_sets}
-    loss, _, _ = synctrain.RECIPES["expert"].forward(Fixed(), batch, {"negatives": 2}, "cpu")
+    loss, _, _ = sync.RECIPES["expert"].forward(Fixed(), batch, {"negatives": 2}, "cpu")
     expected = 0.5 * (-math.log(1 / math.sqrt(2))) + 0.5 * (-math.log(1 - 1e-7))
     assert loss.item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_negatives_option_is_validated_and_keyed(store, tmp_path):
-    model = synctrain.build("expert", **TINY["expert"])
-    assert synctrain._options("expert", model, None, 15, 2) == {}  # the papers' key is unchanged
+    model = sync.build("expert", **TINY["expert"])
+    assert sync_recipes._options("expert", model, None, 15, 2) == {}  # the papers' key is unchanged
     with pytest.raises(ValueError, match="positive integer"):
-        synctrain._options("expert", model, None, 15, 2, negatives=0)
-    vocalist = synctrain.build("vocalist", **TINY["vocalist"])
-    assert synctrain._options("vocalist", vocalist, None, 15, 2, negatives=4) == {"negatives": 4}
-    _, hist, folder = synctrain.train_sync_model(
+        sync_recipes._options("expert", model, None, 15, 2, negatives=0)
+    vocalist = sync.build("vocalist", **TINY["vocalist"])
+    assert sync_recipes._options("vocalist", vocalist, None, 15, 2, negatives=4) == {"negatives": 4}
+    _, hist, folder = sync.train_sync_model(
         "expert", store, TINY["expert"], _cfg(steps=2, eval_every=2), 4, "auto", tmp_path,
         negatives=3, val_batches=1, progress=False)
     config = json.loads((folder / "artifact.json").read_text())["config"]
@@ -367,11 +369,11 @@ def test_negatives_option_is_validated_and_keyed(store, tmp_path):
 
 
 def test_vocalist_shared_batch_scores_pairs_as_the_full_network_does(store):
-    model = synctrain.build("vocalist", seed=0, **TINY["vocalist"]).eval()
-    options = synctrain._options("vocalist", model, None, 15, 2, negatives=2)
-    batch = synctrain.RECIPES["vocalist"].batch(SyncPairs(store), np.random.default_rng(1), 3, options)
+    model = sync.build("vocalist", seed=0, **TINY["vocalist"]).eval()
+    options = sync_recipes._options("vocalist", model, None, 15, 2, negatives=2)
+    batch = sync.RECIPES["vocalist"].batch(SyncPairs(store), np.random.default_rng(1), 3, options)
     with torch.no_grad():
-        _, _, score = synctrain.RECIPES["vocalist"].forward(model, batch, options, "cpu")
+        _, _, score = sync.RECIPES["vocalist"].forward(model, batch, options, "cpu")
         direct = model(batch["video"], batch["audio_sets"][:, 0])
     # the genuine pairs' logits equal the network's on (video, true audio): sharing the video
     # prenet changes the cost, not the function
@@ -380,7 +382,7 @@ def test_vocalist_shared_batch_scores_pairs_as_the_full_network_does(store):
 
 def test_vocalist_shared_batch_redraws_silent_false_windows(tmp_path):
     # a clip whose first half is silent: a silent video window must get loud false windows
-    from avlib.syncdata import RMS_SILENT, rms
+    from avlib.sync.pairs import RMS_SILENT, rms
 
     class HalfSilent:
         def __init__(self):
@@ -400,7 +402,7 @@ def test_vocalist_shared_batch_redraws_silent_false_windows(tmp_path):
         n_frames = {"c": 40}
 
     starts = [g for g in range(36) if g != 2]
-    _, mels = synctrain._vocalist_shared_item(Pairs(), np.random.default_rng(0), "c", 2, starts, 20)
+    _, mels = sync_recipes._vocalist_shared_item(Pairs(), np.random.default_rng(0), "c", 2, starts, 20)
     assert mels.shape == (21, 80, 16)
     # the true window (0) is silent, so every false window was redrawn until it held sound
     assert rms(Pairs.store.audio("c", 2, 5)) <= RMS_SILENT
@@ -409,11 +411,11 @@ def test_vocalist_shared_batch_redraws_silent_false_windows(tmp_path):
 
 # --------------------------------------------------------------------------- silence and the ceiling
 def test_audio_oracle_is_perfect_except_where_audio_repeats(store):
-    result = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, contexts=(5, 9))
+    result = sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5, 9))
     assert (result.table.to_numpy() == 100.0).all()  # toy clips never repeat an audio window
     frames = np.zeros((20, 4, 4, 3), np.uint8)
     wav = np.zeros(20 * SPF, np.float32)  # all silence: every candidate ties
-    scores = synctrain.AudioOracleScorer().window_scores(frames, wav, vshift=3)
+    scores = sync.AudioOracleScorer().window_scores(frames, wav, vshift=3)
     assert scores.shape == (15, 7)
     inside = scores > sync.OUT_OF_RANGE
     assert np.all(scores[inside] == 0.0)
@@ -424,12 +426,12 @@ def test_audio_oracle_is_perfect_except_where_audio_repeats(store):
 def test_speech_windows_and_accuracy_on_speech(store):
     wav = np.zeros(12 * SPF, np.float32)
     wav[4 * SPF : 6 * SPF] = 0.5
-    mask = synctrain.speech_windows(wav, 7)
+    mask = sync.speech_windows(wav, 7)
     assert mask.tolist() == [True] * 6 + [False]  # windows 0..5 overlap frames 4-5
-    result = synctrain.evaluate_store(synctrain.AudioOracleScorer(), store, contexts=(5,),
+    result = sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5,),
                                       keep_scores=True)
-    table = synctrain.accuracy_on_speech(result, store)
+    table = sync.accuracy_on_speech(result, store)
     assert list(table.index) == ["seen", "unseen"] and (table[5] == 100.0).all()
     with pytest.raises(ValueError, match="keep_scores"):
-        synctrain.accuracy_on_speech(synctrain.evaluate_store(synctrain.AudioOracleScorer(), store,
+        sync.accuracy_on_speech(sync.evaluate_store(sync.AudioOracleScorer(), store,
                                                               contexts=(5,)), store)

@@ -241,7 +241,7 @@ def _render_and_write(job: dict, root: Path, cfg: CorpusConfig, speaker: dict, w
 
 def make_clip(job: dict, root: str | os.PathLike, cfg: CorpusConfig, speakers: dict) -> dict:
     """Make one clip (video, dataset text file, sidecar); returns its manifest entry."""
-    from avlib import formats
+    from avlib.data import formats
     from avlib.corpus.speech import Voice, synthesize
 
     root = Path(root)
@@ -464,7 +464,7 @@ def read_truth(root: str | os.PathLike, entry: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 def profile_config(profile: str) -> CorpusConfig:
     """The corpus settings of a profile (``profiles/<profile>.yml``, chapter ``00_corpus``)."""
-    from avlib.book import load_profile
+    from avlib.profiles import load_profile
 
     prof = load_profile(profile)
     section = dict(prof["chapters"].get("00_corpus", {}) or {})
@@ -485,7 +485,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    from avlib.book import parse_overrides
+    from avlib.profiles import parse_overrides
 
     cfg = profile_config(args.profile)
     try:
@@ -508,7 +508,7 @@ def main_from_args(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 CURRENT = "current.json"
 #: The code that determines a corpus: editing it makes chapter 00 generate a new one.
-CORPUS_CODE = ("avlib.corpus", "avlib.media", "avlib.formats")
+CORPUS_CODE = ("avlib.corpus", "avlib.media", "avlib.data.formats")
 
 
 def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy: str = "auto",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from torch import nn
 
 from avlib.models.blocks import Conv2dBlock, Conv3dBlock, scale_channels
-from avlib.models.sync_color import SyncNetColor, expert_loss
+from avlib.models.wav2lip import SyncNetColor, expert_loss
 from avlib.models.syncnet import SyncNet
 from avlib.models.vocalist import (
     CrossModalEncoder,

@@ -501,7 +501,7 @@ class VocaLiST(nn.Module):
 
     def video_tokens(self, faces: torch.Tensor) -> torch.Tensor:
         """The video prenet alone: (B, 3T, 48, 96) faces -> (B, T, D) tokens. Training with
-        several audio windows per video window computes these once (:mod:`avlib.synctrain`)."""
+        several audio windows per video window computes these once (:mod:`avlib.sync.recipes`)."""
         self._check_faces(faces)
         batch, channels, height, width = faces.shape
         frames = channels // 3
@@ -549,7 +549,7 @@ class VocaLiST(nn.Module):
             return_features: also return intermediate features for layer-wise distillation.
             return_attention: also return the attention maps of the three units.
             return_qkv: also return every layer's per-head queries, keys and values (the
-                relations that MTDVocaLiST distils, :mod:`avlib.distill`).
+                relations that MTDVocaLiST distils, :mod:`avlib.sync.distill`).
 
         Returns:
             ``logit`` (B,) (> 0 means "in sync"), or ``(logit, extras)`` when a flag is set.

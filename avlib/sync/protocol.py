@@ -55,7 +55,7 @@ from avlib.audio import (
     vocalist_mel,
     wav2lip_mel,
 )
-from avlib.models.sync_color import SyncNetColor
+from avlib.models.wav2lip import SyncNetColor
 from avlib.models.syncnet import SyncNet
 
 __all__ = [
@@ -64,7 +64,6 @@ __all__ = [
     "OUT_OF_RANGE",
     "FRAMEWISE_MEDFILT_KERNEL",
     "EXPERT_CROP",
-    "PAPER_LRS2",
     "SyncResult",
     "SyncScorer",
     "EmbeddingScorer",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from avlib import audio as A
-from avlib.store import ClipStore
+from avlib.data.store import ClipStore
 
 WINDOW = A.SYNC_WINDOW_FRAMES  # 5 video frames
 FACE_STREAM = "face96"

@@ -1,7 +1,7 @@
 """Training recipes of the book's sync models, and the one evaluation that serves all of them.
 
 Three recipes share one shape (:class:`SyncRecipe`): a batch drawn from the clip store the way the
-paper drew it (:class:`avlib.syncdata.SyncPairs`), a loss, and the per-batch metrics.
+paper drew it (:class:`avlib.sync.pairs.SyncPairs`), a loss, and the per-batch metrics.
 
 ============  =====================================  ==========================================
 kind          objective                              official optimiser (upstream)
@@ -44,7 +44,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,13 +54,11 @@ import torch
 import torch.nn.functional as F
 
 from avlib import audio as A
-from avlib import sync
 from avlib.artifacts import atomic_write_json
-from avlib.audio import SAMPLES_PER_FRAME
 from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
 from avlib.models.syncnet import contrastive_loss
-from avlib.store import ClipStore, StoreError
-from avlib.syncdata import (FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW, SyncPairs,
+from avlib.data.store import ClipStore, StoreError
+from avlib.sync.pairs import (FACE_STREAM, SYNCNET_STREAM, WINDOW, SyncPairs,
                             draw_false_audio, lower_half, syncnet_video, vocalist_mel_windows)
 from avlib.train import History, Trainer, TrainConfig, train_or_load
 
@@ -83,20 +81,6 @@ __all__ = [
     "make_evaluator",
     "train_sync_model",
     "find_sync_model",
-    "stream_for",
-    "clip_frames",
-    "clip_audio",
-    "true_offset",
-    "clip_kind",
-    "store_clips",
-    "make_scorer",
-    "evaluate_store",
-    "clip_mean_scores",
-    "clip_offset",
-    "delay_audio",
-    "AudioOracleScorer",
-    "speech_windows",
-    "accuracy_on_speech",
 ]
 
 KINDS = ("syncnet", "expert", "vocalist")
@@ -104,9 +88,9 @@ KINDS = ("syncnet", "expert", "vocalist")
 PRODUCERS = {"syncnet": "02_syncnet", "expert": "02_syncnet", "vocalist": "03_vocalist"}
 #: Modules whose source is part of a trained model's product key.
 TRAIN_CODE = {
-    "syncnet": ("avlib.synctrain", "avlib.syncdata", "avlib.models.syncnet", "avlib.models.blocks"),
-    "expert": ("avlib.synctrain", "avlib.syncdata", "avlib.models.sync_color", "avlib.models.blocks"),
-    "vocalist": ("avlib.synctrain", "avlib.syncdata", "avlib.models.vocalist"),
+    "syncnet": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.syncnet", "avlib.models.blocks"),
+    "expert": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.wav2lip", "avlib.models.blocks"),
+    "vocalist": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.vocalist"),
 }
 
 #: Published optimisation settings (spec §2.3, §3.4). SyncNet's training code was never released.
@@ -206,7 +190,7 @@ class SyncRecipe:
 
     def batch(self, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
               options: Mapping[str, Any]) -> dict:
-        """One training batch drawn as the paper drew it (see :mod:`avlib.syncdata`), or, with
+        """One training batch drawn as the paper drew it (see :mod:`avlib.sync.pairs`), or, with
         ``options["negatives"] = m > 1``, a shared-video batch (:func:`shared_video_batch`)."""
         if options.get("negatives", 1) > 1:
             return shared_video_batch(self.kind, pairs, rng, batch_size, options)
@@ -640,260 +624,3 @@ def find_sync_model(kind: str, artifacts_root) -> tuple[torch.nn.Module, History
     return model, history, folder
 
 
-# ---------------------------------------------------------------------------------------------
-# Clips of the store for evaluation
-# ---------------------------------------------------------------------------------------------
-def stream_for(model_or_kind) -> str:
-    """The crop stream a model reads: ``"syncnet"`` for SyncNet, ``"face96"`` for the Wav2Lip
-    expert and VocaLiST / MTDVocaLiST. Accepts a kind, a model, or a scorer."""
-    if isinstance(model_or_kind, str):
-        if model_or_kind in RECIPES:
-            return RECIPES[model_or_kind].stream
-        if model_or_kind == SyncNet.registry_name:
-            return SYNCNET_STREAM
-        if model_or_kind in (SyncNetColor.registry_name, VocaLiST.registry_name):
-            return FACE_STREAM
-        raise ValueError(f"unknown model kind {model_or_kind!r}; use one of {KINDS}")
-    if isinstance(model_or_kind, sync.EmbeddingScorer):
-        return SYNCNET_STREAM if model_or_kind.kind == "syncnet" else FACE_STREAM
-    if isinstance(model_or_kind, (sync.PairScorer, AudioOracleScorer)):
-        return FACE_STREAM
-    if isinstance(model_or_kind, SyncNet):
-        return SYNCNET_STREAM
-    if isinstance(model_or_kind, (SyncNetColor, VocaLiST)):
-        return FACE_STREAM
-    raise ValueError(f"cannot tell which crops a {type(model_or_kind).__name__} reads; pass stream=")
-
-
-def clip_frames(store: ClipStore, clip_id: str, kind: str) -> np.ndarray:
-    """Every frame of a clip in the crops a model of ``kind`` reads: uint8 BGR ``(T, S, S, 3)``
-    (SyncNet: the ``syncnet`` stream; expert and VocaLiST: ``face96``)."""
-    return store.frames(clip_id, stream_for(kind))
-
-
-def clip_audio(store: ClipStore, clip_id: str) -> np.ndarray:
-    """The clip's audio: float32 (640 T,) in [-1, 1] at 16 kHz."""
-    return store.audio(clip_id)
-
-
-def clip_kind(record: Mapping) -> str | None:
-    """Corpus kind of a store record (``"grid"``, ``"lrw"``, ``"sync"``), None for real data."""
-    extra = record.get("extra") or {}
-    return extra.get("kind")
-
-
-def true_offset(record: Mapping) -> int:
-    """The clip's true offset in the sync protocol's sign: 0 for untouched clips; a sync-test
-    clip whose audio was delayed by d frames gives ``sync.audio_delay_to_offset(d) = -d``."""
-    extra = record.get("extra") or {}
-    shift = extra.get("shift_frames") or 0
-    if clip_kind(record) != "sync":
-        shift = 0  # only sync-test clips were shifted; others are in sync by construction
-    return sync.audio_delay_to_offset(int(shift))
-
-
-def store_clips(store: ClipStore, splits: Sequence[str] = ("test", "test_unseen"),
-                kind: str | Sequence[str] | None = "grid", max_clips: int | None = None,
-                min_frames: int = 6) -> list[dict]:
-    """Records of the clips to evaluate: ``splits`` (in that order), corpus ``kind`` (None = any;
-    real datasets have no kind and are kept only when ``kind`` is None), at least ``min_frames``
-    frames, at most ``max_clips`` per split (the first by id, so runs compare the same clips)."""
-    kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
-    out = []
-    for split in splits:
-        records = [rec for rec in store.select(split=split, min_frames=min_frames)
-                   if kinds is None or clip_kind(rec) in kinds]
-        if max_clips is not None:
-            records = records[: int(max_clips)]
-        out.extend(records)
-    return out
-
-
-def make_scorer(model: torch.nn.Module, device: str = "cpu", batch_size: int = 64):
-    """The :mod:`avlib.sync` scorer of a model: :class:`~avlib.sync.EmbeddingScorer` for SyncNet
-    (negative distance) and the expert (cosine), :class:`~avlib.sync.PairScorer` (logits) for
-    VocaLiST / MTDVocaLiST."""
-    if isinstance(model, (SyncNet, SyncNetColor)):
-        return sync.EmbeddingScorer(model, batch_size=batch_size, device=device)
-    if isinstance(model, VocaLiST):
-        return sync.PairScorer(model, batch_size=4 * batch_size, device=device)
-    raise ValueError(f"no scorer for a {type(model).__name__}; wrap it in sync.EmbeddingScorer or "
-                     "sync.PairScorer yourself")
-
-
-def evaluate_store(
-    scorer,
-    store: ClipStore,
-    splits: Sequence[str] = ("test", "test_unseen"),
-    groups: Mapping[str, str] | None = None,
-    kind: str | Sequence[str] | None = "grid",
-    contexts: Sequence[int] = sync.DEFAULT_CONTEXTS,
-    *,
-    stream: str | None = None,
-    max_clips: int | None = None,
-    tolerance: int = 1,
-    vshift: int = sync.DEFAULT_VSHIFT,
-    progress: bool = False,
-    keep_scores: bool = False,
-) -> sync.SyncEvaluation:
-    """The shared sync-accuracy protocol (:func:`avlib.sync.evaluate_sync`) over store clips.
-
-    Args:
-        scorer: an :class:`~avlib.sync.EmbeddingScorer` / :class:`~avlib.sync.PairScorer` (see
-            :func:`make_scorer`) or any object with ``window_scores``.
-        store: the clip store.
-        splits: splits to evaluate, in table order.
-        groups: split -> group label of the table (default ``{"test": "seen", "test_unseen":
-            "unseen"}``; other splits keep their name).
-        kind: corpus kind(s) to keep: ``"grid"`` (real, in-sync sentences: true offset 0),
-            ``"sync"`` (the sync-test clips, true offset from their recorded shift), a tuple,
-            or None for every clip.
-        contexts: context lengths (frames).
-        stream: crop stream to read (default: the one the scorer's model reads).
-        max_clips: at most this many clips per split.
-        tolerance, vshift: as in :func:`avlib.sync.evaluate_sync`.
-        progress: show a progress bar.
-        keep_scores: keep each clip's window scores (for plots).
-
-    Returns:
-        :class:`avlib.sync.SyncEvaluation`; ``.table`` is the group x context accuracy in %.
-    """
-    groups = {"test": "seen", "test_unseen": "unseen"} if groups is None else dict(groups)
-    stream = stream or stream_for(scorer)
-    records = store_clips(store, splits, kind, max_clips)
-    if not records:
-        raise ValueError(f"no clip of kind {kind!r} in splits {tuple(splits)} of {store.root}; "
-                         "check the splits and kind (store.select(...) lists what exists)")
-
-    def clips() -> Iterator[tuple]:
-        for rec in records:
-            yield (rec["id"], store.frames(rec["id"], stream), store.audio(rec["id"]),
-                   true_offset(rec), groups.get(rec.get("split"), rec.get("split")))
-
-    return sync.evaluate_sync(scorer, clips(), contexts=contexts, tolerance=tolerance,
-                              vshift=vshift, progress=progress, keep_scores=keep_scores)
-
-
-def clip_mean_scores(scores) -> np.ndarray:
-    """Mean score of each candidate column over the windows where it lies inside the clip:
-    ``(n, 2 vshift + 1)`` -> ``(2 vshift + 1,)`` (``-inf`` for a column that is never inside).
-    Out-of-range entries (``sync.OUT_OF_RANGE``) are left out instead of dragging means down.
-    Column j is the candidate offset ``vshift - j``."""
-    arr = np.asarray(scores, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] % 2 != 1 or arr.shape[0] < 1:
-        raise ValueError(f"scores must have shape (n_windows >= 1, 2 * vshift + 1), got {arr.shape}")
-    valid = arr > sync.OUT_OF_RANGE / 2
-    counts = valid.sum(axis=0)
-    return np.where(counts > 0, np.where(valid, arr, 0.0).sum(axis=0) / np.maximum(counts, 1), -np.inf)
-
-
-def clip_offset(scores) -> int:
-    """A clip's offset from its window scores ``(n, 2 vshift + 1)``: the column with the highest
-    :func:`clip_mean_scores`, as ``vshift - column`` (the sign of
-    :func:`avlib.sync.predicted_offsets`)."""
-    means = clip_mean_scores(scores)
-    return int((len(means) - 1) // 2 - int(np.argmax(means)))
-
-
-def delay_audio(wav: np.ndarray, shift_frames: int) -> np.ndarray:
-    """The clip's audio delayed by ``shift_frames`` video frames (640 samples each), same length.
-
-    ``shift_frames > 0``: the sound comes later than the picture (silence is prepended and the
-    end is cut), the convention of :func:`avlib.media.remux_with_shifted_audio`; ``< 0``: earlier
-    (the start is cut, silence appended). The sync protocols then report
-    ``sync.audio_delay_to_offset(shift_frames) = -shift_frames``.
-    """
-    x = np.asarray(wav)
-    if x.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (N,), got shape {x.shape}")
-    if int(shift_frames) != shift_frames:
-        raise ValueError(f"shift_frames must be a whole number of frames, got {shift_frames!r}")
-    n = SAMPLES_PER_FRAME * int(shift_frames)
-    out = np.zeros_like(x)
-    if n >= 0:
-        out[n:] = x[: len(x) - n] if n < len(x) else x[:0]
-    else:
-        out[: len(x) + n] = x[-n:] if -n < len(x) else x[:0]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# What silence does to the protocol
-# ---------------------------------------------------------------------------------------------
-class AudioOracleScorer:
-    """The best any sync model can do on an **in-sync** clip: a scorer whose "video" reveals the
-    true audio exactly.
-
-    Window i is scored against audio window ``i - vshift + j`` by the negative distance between
-    the two Wav2Lip mel windows (window i's own audio stands for what its video shows), so the
-    true offset always has the highest possible score. It still fails where other audio windows
-    are *identical* to the true one: stretches of digital silence give identical mel windows, the
-    tie goes to the first column (``np.argmax``), and no model that sees only these inputs can do
-    better there. Its accuracy is the ceiling of the protocol on a set of clips. Valid for clips
-    at offset 0 only (``evaluate_store(..., kind="grid")``); frames are used for their count.
-    """
-
-    def window_scores(self, frames: np.ndarray, wav: np.ndarray,
-                      vshift: int = sync.DEFAULT_VSHIFT) -> np.ndarray:
-        """(n_windows, 2 vshift + 1) float64 scores (``sync.OUT_OF_RANGE`` outside the clip)."""
-        from avlib.audio import wav2lip_mel
-
-        n = sync.num_sync_windows(len(frames), len(wav))
-        if n < 1:
-            raise ValueError(f"the clip is too short to score ({len(frames)} frames, {len(wav)} samples)")
-        mel = wav2lip_mel(np.asarray(wav, dtype=np.float32))
-        windows = np.stack([A.mel_window(mel, i) for i in range(n)]).reshape(n, -1).astype(np.float64)
-        audio_index = np.arange(n)[:, None] - vshift + np.arange(2 * vshift + 1)[None, :]
-        inside = (audio_index >= 0) & (audio_index < n)
-        scores = np.full(audio_index.shape, sync.OUT_OF_RANGE)
-        rows, cols = np.nonzero(inside)
-        scores[rows, cols] = -np.linalg.norm(windows[rows] - windows[audio_index[rows, cols]], axis=1)
-        return scores
-
-
-def speech_windows(wav: np.ndarray, n_windows: int, rms_threshold: float = RMS_SILENT) -> np.ndarray:
-    """(n_windows,) bool: whether audio window i (samples ``[640 i, 640 i + 3200)``) holds sound
-    above ``rms_threshold`` (VocaLiST's silence threshold 0.01 by default)."""
-    x = np.asarray(wav, dtype=np.float64)
-    out = np.zeros(int(n_windows), dtype=bool)
-    for i in range(int(n_windows)):
-        chunk = x[SAMPLES_PER_FRAME * i : SAMPLES_PER_FRAME * (i + WINDOW)]
-        out[i] = chunk.size > 0 and float(np.sqrt(np.mean(chunk**2))) > rms_threshold
-    return out
-
-
-def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
-                       rms_threshold: float = RMS_SILENT):
-    """The accuracy table of ``evaluation`` counted only on windows whose true audio holds speech.
-
-    Context averaging still uses every window (as the protocol does); only the windows that are
-    *counted* change: a window counts when the audio window that truly belongs to it (``i -
-    true_offset``) is above ``rms_threshold``. Needs ``evaluate_store(..., keep_scores=True)``.
-
-    Returns a DataFrame (group x context, %), like ``evaluation.table``.
-    """
-    import pandas as pd
-
-    if not evaluation.scores:
-        raise ValueError("the evaluation kept no scores; run evaluate_store(..., keep_scores=True)")
-    rows = []
-    for rec in evaluation.per_clip.itertuples(index=False):
-        scores = evaluation.scores[rec.clip_id]
-        n = scores.shape[0]
-        own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
-        true_audio = np.arange(n) - int(rec.true_offset)
-        valid = (true_audio >= 0) & (true_audio < n)
-        counted = np.zeros(n, dtype=bool)
-        counted[valid] = own[true_audio[valid]]
-        if not counted.any():
-            continue
-        row = {"group": rec.group}
-        for context in evaluation.contexts:
-            predicted = sync.predicted_offsets(sync.context_average(scores, context))
-            correct = np.abs(predicted - int(rec.true_offset)) <= evaluation.tolerance
-            row[context] = float(np.mean(correct[counted]))
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["group", *evaluation.contexts])
-    groups = list(dict.fromkeys(table["group"]))
-    means = table.groupby("group", sort=False)[list(evaluation.contexts)].mean() * 100.0
-    return means.loc[groups].rename_axis(index="group", columns="context (frames)")

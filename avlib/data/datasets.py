@@ -53,8 +53,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .corpus.speech import Segment
-from .formats import FormatError, read_grid_align, read_lrs_txt, read_lrw_txt
+from avlib.corpus.speech import Segment
+from avlib.data.formats import FormatError, read_grid_align, read_lrs_txt, read_lrw_txt
 
 __all__ = [
     "ACAPPELLA_SPLITS",
@@ -789,7 +789,7 @@ _CORPUS_LAYOUT = ("  an avlib corpus folder with manifest.json (make one with "
 
 def _list_corpus(listing: _Listing, split: str | None, split_file: Path | None, read_text: bool,
                  kind: str | None = None) -> ClipList:
-    from .corpus.make import MANIFEST  # the corpus layout is defined there
+    from avlib.corpus.make import MANIFEST  # the corpus layout is defined there
 
     root = listing.root
     if split_file is not None:

@@ -34,8 +34,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import atomic_write_text
-from .corpus.speech import Segment
+from avlib.artifacts import atomic_write_text
+from avlib.corpus.speech import Segment
 
 GRID_TIME_UNITS_PER_S = 25000
 """GRID ``.align`` time unit: 1/25000 s."""

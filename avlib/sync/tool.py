@@ -11,10 +11,10 @@ bit for bit (:func:`avlib.media.remux_with_shifted_audio`).
 Bounded memory. The video is read twice, one decoded frame at a time, and never held whole:
 
 1. **faces**: every frame goes through BlazeFace; only its boxes are kept (a few bytes per
-   frame). The whole track is then linked, filled and smoothed by :func:`avlib.preprocess.track_faces`
+   frame). The whole track is then linked, filled and smoothed by :func:`avlib.data.tracking.track_faces`
    (the centred 13-frame median needs frames on both sides, so it runs on the boxes, not the
    frames);
-2. **sync**: the frames are decoded again, cropped with :func:`avlib.preprocess.crop_syncnet`
+2. **sync**: the frames are decoded again, cropped with :func:`avlib.data.crops.crop_syncnet`
    and streamed into :func:`avlib.sync.syncnet_offset_stream`, which holds at most
    ``batch_size + 5`` crops.
 
@@ -65,7 +65,9 @@ from avlib.checkpoints import (
 from avlib.media import MediaError
 from avlib.models import SyncNet, count_parameters
 from avlib.models.syncnet import OFFICIAL_IMG_SIZE
-from avlib.preprocess import ClipRejected, PreprocessConfig, crop_syncnet, make_detector, track_faces
+from avlib.data.tracking import ClipRejected, track_faces
+from avlib.data.preprocess import PreprocessConfig, make_detector
+from avlib.data.crops import crop_syncnet
 from avlib.sync import DEFAULT_VSHIFT, SyncResult, syncnet_offset_stream
 
 __all__ = [
@@ -266,7 +268,7 @@ def _progress(total: int, desc: str, enabled: bool):
 def _face_track(path: Path, usable: int, cfg: PreprocessConfig, detector, progress: bool):
     """Pass 1: detect faces frame by frame (one decoded frame held), then track and smooth.
 
-    Returns the :class:`avlib.preprocess.FaceTrack` of the first ``usable`` frames and the frame
+    Returns the :class:`avlib.data.tracking.FaceTrack` of the first ``usable`` frames and the frame
     size (width, height).
     """
     detections: list[list[tuple[np.ndarray, float]]] = []
@@ -403,7 +405,7 @@ def check_video(
         device: where the windows are sent.
         progress: tqdm bars on stderr.
         max_side: frames larger than this (longer side, pixels) are downscaled while decoding.
-        cfg: face-tracking and decoding settings (:class:`avlib.preprocess.PreprocessConfig`:
+        cfg: face-tracking and decoding settings (:class:`avlib.data.preprocess.PreprocessConfig`:
             detector model and threshold, gap filling, median kernel, ``max_side``,
             ``max_pixels``); default: the preprocessing defaults with ``max_side``. When given,
             its own ``max_side`` applies. Crops are always made at the model's ``img_size``.

@@ -682,7 +682,7 @@ class ClipStore:
         path = self.root / MANIFEST
         if not self.root.is_dir():
             raise StoreError(f"no clip store at {self.root}: the folder does not exist; preprocess "
-                             "clips into it first (`avlib preprocess`, or avlib.store.StoreWriter)")
+                             "clips into it first (`avlib preprocess`, or avlib.data.store.StoreWriter)")
         if not path.is_file():
             raise StoreError(f"{self.root} has no {MANIFEST}: the store was not finalized; run "
                              f"StoreWriter({str(self.root)!r}).finalize() or finish `avlib preprocess`")

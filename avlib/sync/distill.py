@@ -11,7 +11,7 @@ per-layer embeddings, combined with uncertainty weighting across all layers (con
     L = \\mathrm{BCE}(z_s, y) + \\alpha \\sum_m \\tfrac12 \\left(e^{-s_m} \\ell_m + s_m\\right)
 
 * ``z_s`` the student's logit, ``y`` the in-sync label (the same BCE-with-logits task loss as
-  VocaLiST itself, :mod:`avlib.synctrain`).
+  VocaLiST itself, :mod:`avlib.sync.recipes`).
 * ``\\ell_m`` one distillation term per matched site ``m`` (see :class:`MTDLoss`):
 
   - **features** (normalised MSE): the video and audio prenet tokens (B, T, D) and (B, L, D),
@@ -64,8 +64,8 @@ from torch import nn
 
 from avlib.models import VocaLiST, build_model
 from avlib.models.vocalist import future_mask
-from avlib.store import ClipStore
-from avlib.syncdata import SyncPairs
+from avlib.data.store import ClipStore
+from avlib.sync.pairs import SyncPairs
 from avlib.train import History, Trainer, TrainConfig, train_or_load
 
 __all__ = [
@@ -94,7 +94,7 @@ _ALL_RELATIONS = ("attn", "qq", "kk", "vv")
 PRODUCT_NAME = "mtd_vocalist"  #: artifact name of distilled students
 WEIGHT_LR = 0.05  #: default Adam learning rate of the log-variances s_m
 #: Modules whose source is part of a distilled student's product key.
-DISTILL_CODE = ("avlib.distill", "avlib.models.vocalist", "avlib.syncdata")
+DISTILL_CODE = ("avlib.sync.distill", "avlib.models.vocalist", "avlib.sync.pairs")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ class Distiller(nn.Module):
         return self.student(faces, mel, return_features=need_features, return_qkv=need_qkv)
 
     def loss(self, teacher: VocaLiST, batch: Mapping, device) -> tuple[torch.Tensor, dict]:
-        """``(loss, metrics)`` on a :meth:`~avlib.syncdata.SyncPairs.vocalist_batch`."""
+        """``(loss, metrics)`` on a :meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`."""
         faces, mel = batch["faces"].to(device), batch["mel"].to(device)
         y = batch["y"].to(device).float()
         with torch.no_grad():
@@ -382,7 +382,7 @@ def distill(
 ) -> History:
     """Train ``student`` to imitate ``teacher`` (frozen, eval mode) on the store's sync pairs.
 
-    Batches are VocaLiST's (:meth:`~avlib.syncdata.SyncPairs.vocalist_batch`: positive = lips with
+    Batches are VocaLiST's (:meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`: positive = lips with
     their own 0.2 s of audio, negative = audio from elsewhere in the clip). The student and the
     loss's projections are optimised with Adam at ``train_cfg.lr``, the log-variances at
     ``weight_lr``; the teacher only runs forward, under ``torch.no_grad``.
@@ -399,7 +399,7 @@ def distill(
             :class:`MTDLoss`.
         weight_lr: learning rate of the log-variances.
         val_batches: fixed validation batches of the ``val_split`` per evaluation; the metrics
-            are VocaLiST's (:func:`avlib.synctrain.make_evaluator`: ``val_loss`` = BCE,
+            are VocaLiST's (:func:`avlib.sync.recipes.make_evaluator`: ``val_loss`` = BCE,
             ``val_acc``, ``val_f1``, ``val_f1_official``), so curves compare with a student
             trained from scratch.
         train_split, val_split: store splits.
@@ -409,7 +409,7 @@ def distill(
         The :class:`~avlib.train.History`: per logged step ``loss`` (total, may be < 0),
         ``task``, ``distill``, ``weighted``, ``acc``; per evaluation the ``val_*`` metrics.
     """
-    from avlib.synctrain import make_evaluator
+    from avlib.sync.recipes import make_evaluator
 
     _check_pair(teacher, student)
     if int(batch_size) < 2:
@@ -479,7 +479,7 @@ def train_distilled(
     Returns:
         ``(student in eval mode on the CPU, history, product folder)``.
     """
-    from avlib.synctrain import store_fingerprint
+    from avlib.sync.recipes import store_fingerprint
 
     if not isinstance(teacher, VocaLiST):
         raise ValueError(f"the teacher must be a VocaLiST, got {type(teacher).__name__}")
