@@ -187,3 +187,55 @@ def produce_or_load(name: str, config: dict, produce: Callable[[Path], dict | No
 def read_metadata(path: str | os.PathLike) -> dict:
     """The ``artifact.json`` record of a product folder (config, metadata, timings)."""
     return json.loads((Path(path) / _DONE).read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Current products: which folder of a product a chapter last made or loaded
+# ---------------------------------------------------------------------------------------------
+_CURRENT = "current.json"
+
+
+def record_current(root: str | os.PathLike, name: str, folder: str | os.PathLike) -> Path:
+    """Record ``folder`` as the current product ``name`` under ``root``
+    (``<root>/<name>/current.json``, written atomically); returns the pointer's path.
+
+    The pointer holds the absolute path and, for a folder inside ``root``, the path relative to
+    it (so a moved or copied artifacts root still finds its products), and whether the folder
+    was a complete product (``artifact.json``) when recorded."""
+    root, folder = Path(root), Path(folder).resolve()
+    record = {"path": str(folder), "complete": is_complete(folder)}
+    try:
+        record["relative"] = folder.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        pass
+    pointer = root / name / _CURRENT
+    atomic_write_json(pointer, record)
+    return pointer
+
+
+def find_current(root: str | os.PathLike, name: str, *, producer: str | None = None) -> Path:
+    """The folder last recorded by :func:`record_current` for product ``name`` under ``root``.
+
+    Raises FileNotFoundError naming the chapter that makes it (``producer``) when there is none,
+    when the pointer is unreadable, when the recorded folder is gone, or when a folder recorded
+    as a complete product no longer is (being remade, or damaged).
+    """
+    pointer = Path(root) / name / _CURRENT
+    hint = (f"; run chapter {producer} with the same profile first (avlib book run --only "
+            f"{producer})") if producer else ""
+    if not pointer.is_file():
+        raise FileNotFoundError(f"no current {name!r} product under {root}{hint}")
+    try:
+        record = json.loads(pointer.read_text(encoding="utf-8"))
+        folder = Path(record["path"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise FileNotFoundError(f"the pointer {pointer} is unreadable ({err}){hint}") from None
+    if not folder.is_dir() and record.get("relative"):
+        folder = Path(root) / record["relative"]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the current {name!r} product {folder} (recorded in {pointer}) "
+                                f"is gone{hint}")
+    if record.get("complete", True) and not is_complete(folder):
+        raise FileNotFoundError(f"the current {name!r} product {folder} is incomplete (no {_DONE})"
+                                f"{hint}")
+    return folder

@@ -274,6 +274,9 @@ class Recipe:
     """
 
     name: str = ""
+    #: The models :func:`train_recipe` saves as the product (None: every trainable model).
+    #: A loss with parameters of its own (distillation's weights) is trained, not kept.
+    outputs: tuple[str, ...] | None = None
 
     def build(self) -> dict[str, torch.nn.Module]:
         """The named models, e.g. ``{"net": net}`` or ``{"G": g, "D": d, "expert": frozen}``."""
@@ -841,7 +844,8 @@ _RESERVED = ("artifact", "history", "last", "log")  # file stems of a product fo
 
 def train_recipe(recipe: Recipe, cfg: TrainConfig, policy: str, artifacts_root: str | Path, *,
                  producer: str | None = None, extra_key: dict | None = None,
-                 progress: bool = True) -> tuple[dict[str, torch.nn.Module], History, Path]:
+                 progress: bool = True, not_in_key: tuple[str, ...] = ()
+                 ) -> tuple[dict[str, torch.nn.Module], History, Path]:
     """The trained models of ``recipe``: loaded when the product exists, else trained.
 
     The product ``recipe.name`` is keyed by ``{"recipe": name, "config": asdict(recipe.config)
@@ -855,6 +859,8 @@ def train_recipe(recipe: Recipe, cfg: TrainConfig, policy: str, artifacts_root: 
 
     Returns ``(models, history, folder)``: the trainable models by name, on the CPU in eval
     mode, loaded back from the product. Under torchrun every process trains; rank 0 publishes.
+    ``not_in_key`` names :class:`TrainConfig` fields that do not change the weights (the device,
+    logging intervals) and are left out of the key.
     """
     if not recipe.name:
         raise ValueError(f"{type(recipe).__name__} has no name: set the class attribute `name`")
@@ -862,23 +868,24 @@ def train_recipe(recipe: Recipe, cfg: TrainConfig, policy: str, artifacts_root: 
     config = getattr(recipe, "config", None)
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         key["config"] = asdict(config)
-    key["train"] = asdict(cfg)
+    key["train"] = {k: v for k, v in asdict(cfg).items() if k not in not_in_key}
     key.update(extra_key or {})
     code = recipe_code(recipe)
 
     def produce(folder: Path) -> dict:
         trainer = Trainer(recipe, cfg, folder)
-        reserved = [n for n in trainer.trainable_names if n in _RESERVED]
+        reserved = [n for n in (recipe.outputs or trainer.trainable_names) if n in _RESERVED]
         if reserved:
             raise ValueError(f"model names {reserved} are reserved for the product's files")
         history = trainer.fit(progress=progress)
-        for name in trainer.trainable_names:
+        outputs = tuple(recipe.outputs or trainer.trainable_names)
+        for name in outputs:
             save_checkpoint(folder / name, trainer.models[name].cpu(),
                             extra={"recipe": recipe.name, "model": name, "steps": trainer.step})
         atomic_write_json(folder / "history.json", asdict(history))
         for p in folder.glob("last.*"):  # the resumable state is not needed once finished
             p.unlink()
-        return {"models": list(trainer.trainable_names), "final_eval": history.last_eval(),
+        return {"models": list(outputs), "final_eval": history.last_eval(),
                 "stopped_early": history.stopped_early}
 
     rank, world, _ = init_distributed(cfg.device)

@@ -55,17 +55,19 @@
 # ## Setup
 
 # %%
+import inspect
 import json
 import time
 
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Code, Markdown, display
 
 from avlib import plotting, sync
 from avlib.artifacts import resolve_artifacts_root
-from avlib.models import SyncNet, SyncNetColor, count_parameters, expert_loss
+from avlib.models import (SyncNet, SyncNetConfig, Wav2LipExpert, Wav2LipExpertConfig,
+                          count_parameters, expert_loss, from_config)
 from avlib.models.syncnet import contrastive_loss
 from avlib.data.store import find_store
 from avlib.sync.pairs import SyncPairs
@@ -182,10 +184,10 @@ plotting.save(fig, figures / "inputs.png");
 sizes = {
     "SyncNet, official": SyncNet(),
     f"SyncNet, this run (width {syncnet_width}, {syncnet_emb_dim}-d, {syncnet_img_size} px)":
-        sync.build("syncnet", width=syncnet_width, emb_dim=syncnet_emb_dim,
-                        img_size=syncnet_img_size),
-    "Wav2Lip expert, official": SyncNetColor(),
-    f"Wav2Lip expert, this run (width {expert_width})": sync.build("expert", width=expert_width),
+        from_config(SyncNetConfig(syncnet_width, syncnet_emb_dim, syncnet_img_size)),
+    "Wav2Lip expert, official": Wav2LipExpert(),
+    f"Wav2Lip expert, this run (width {expert_width})":
+        from_config(Wav2LipExpertConfig(expert_width)),
 }
 param_table = pd.DataFrame({
     "parameters": {name: count_parameters(m) for name, m in sizes.items()},
@@ -256,11 +258,13 @@ plotting.save(fig, figures / "objectives.png");
 # ## Training SyncNet
 #
 # Batches come from the store's `train` split as described above; the validation loss is
-# computed on the same fixed batches of the `val` split at every evaluation. `train_sync_model`
-# trains through `avlib.train.train_or_load`: the weights are saved under a key made of
-# everything that determines them (recipe, model size, optimiser settings, batch size, and a
-# fingerprint of the store's content), so a rerun, or a later chapter making the same call,
-# loads them instead of training again.
+# computed on the same fixed batches of the `val` split at every evaluation. A *recipe* says what
+# a batch is and what one training step does; the book's one trainer runs it
+# (`sync.train` → `avlib.train.train_recipe`), and saves the weights under a key made of
+# everything that determines them (the network's config, the recipe's options, the optimiser
+# settings, the code, and a fingerprint of the store's content), so a rerun, or a later chapter
+# making the same call, loads them instead of training again. This is the step that trains,
+# and SyncNet's loss:
 #
 # **Shared video windows.** The video stream is the expensive half of both networks: five
 # images against 0.2 s of audio. With `syncnet_negatives` (or `expert_negatives`) set to m > 1,
@@ -277,17 +281,22 @@ plotting.save(fig, figures / "objectives.png");
 # rate of the official recipe).
 
 # %%
+syncnet_recipe = sync.SyncNetRecipe(
+    store, SyncNetConfig(syncnet_width, syncnet_emb_dim, syncnet_img_size),
+    batch_size=syncnet_batch_size, negatives=syncnet_negatives, val_batches=val_batches,
+    seed=seed, margin=syncnet_margin, max_shift=syncnet_max_shift)
+Code("\n".join(inspect.getsource(f) for f in (sync.SyncRecipe.training_step,
+                                               sync.SyncNetRecipe.loss)), language="python")
+
+# %%
 syncnet_cfg = TrainConfig(steps=syncnet_steps, lr=syncnet_lr, eval_every=eval_every,
                           ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                           time_limit_s=syncnet_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
-syncnet, syncnet_hist, syncnet_dir = sync.train_sync_model(
-    "syncnet", store, {"width": syncnet_width, "emb_dim": syncnet_emb_dim,
-                       "img_size": syncnet_img_size},
-    syncnet_cfg, syncnet_batch_size, ckpt_policy, artifacts, margin=syncnet_margin,
-    max_shift=syncnet_max_shift, negatives=syncnet_negatives, val_batches=val_batches)
+syncnet, syncnet_hist, syncnet_dir = sync.train(syncnet_recipe, syncnet_cfg, ckpt_policy,
+                                                artifacts)
 syncnet_cell_s = time.perf_counter() - t0
-syncnet_margin_used = json.loads((syncnet_dir / "artifact.json").read_text())["config"]["options"]["margin"]
+syncnet_margin_used = syncnet_recipe.margin
 last = syncnet_hist.last_eval()
 print(f"SyncNet: {syncnet_hist.train[-1]['seconds']:.0f} s of training for {syncnet_hist.train[-1]['step']} "
       f"updates (this cell: {syncnet_cell_s:.0f} s); margin {syncnet_margin_used:.2f}; validation: "
@@ -314,9 +323,10 @@ expert_cfg = TrainConfig(steps=expert_steps, lr=expert_lr, eval_every=eval_every
                          ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                          time_limit_s=expert_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
-expert, expert_hist, expert_dir = sync.train_sync_model(
-    "expert", store, {"width": expert_width}, expert_cfg, expert_batch_size, ckpt_policy,
-    artifacts, negatives=expert_negatives, val_batches=val_batches)
+expert_recipe = sync.ExpertRecipe(store, Wav2LipExpertConfig(expert_width),
+                                  batch_size=expert_batch_size, negatives=expert_negatives,
+                                  val_batches=val_batches, seed=seed)
+expert, expert_hist, expert_dir = sync.train(expert_recipe, expert_cfg, ckpt_policy, artifacts)
 expert_cell_s = time.perf_counter() - t0
 expert_val_loss = expert_hist.last_eval()["val_loss"]
 target = sync.EXPERT_TARGET_EVAL_LOSS
@@ -389,7 +399,7 @@ syncnet_scorer = sync.make_scorer(syncnet, device=device)
 
 def expert_curve(clip_id, wav):
     """The expert's mean cosine per candidate offset on a clip (with the given audio)."""
-    frames = sync.clip_frames(store, clip_id, "expert")
+    frames = sync.clip_frames(store, clip_id, "wav2lip_expert")
     return sync.clip_mean_scores(expert_scorer.window_scores(frames, wav))
 
 
@@ -646,12 +656,12 @@ headline.round(1)
 
 # %% [markdown]
 # The trained weights are products of this chapter: later chapters load them with the same
-# `sync.train_sync_model(...)` call and `ckpt_policy="load"`, or as the current models of
-# this artifacts root with `sync.find_sync_model("syncnet" | "expert", artifacts_root)`.
+# `sync.train(recipe, ...)` call and `ckpt_policy="load"`, or as the current models of this
+# artifacts root with `sync.find_trained("sync_syncnet" | "sync_wav2lip_expert", artifacts_root)`.
 
 # %%
 products = pd.DataFrame({
-    "product": [sync.product_name("syncnet"), sync.product_name("expert")],
+    "product": [syncnet_recipe.name, expert_recipe.name],
     "folder": [str(syncnet_dir), str(expert_dir)],
     "model": [json.dumps(syncnet.config["kwargs"]), json.dumps(expert.config["kwargs"])],
     "steps x batch": [f"{syncnet_hist.train[-1]['step']} x {syncnet_batch_size}",

@@ -48,6 +48,8 @@
 
 # %%
 import copy
+import dataclasses
+import inspect
 import json
 import time
 from pathlib import Path
@@ -55,13 +57,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Code, Markdown, display
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from avlib import plotting, sync
 from avlib.sync import distill
 from avlib.artifacts import resolve_artifacts_root
-from avlib.models import VocaLiST, count_parameters, mtd_vocalist
+from avlib.models import VocaLiST, VocaLiSTConfig, count_parameters, from_config, mtd_vocalist
 from avlib.models.vocalist import SinusoidalPositions, future_mask
 from avlib.data.store import find_store
 from avlib.sync.pairs import FACE_STREAM, SyncPairs, lower_half
@@ -112,13 +114,8 @@ if torch_threads:
 artifacts = resolve_artifacts_root(artifacts_root, profile)
 figures = artifacts / "figures" / "03_vocalist"
 store = find_store(artifacts, data_root)
-teacher_kwargs = {"d_model": teacher_widths[-1], "prenet_widths": list(teacher_widths),
-                  "n_layers": teacher_layers, "n_heads": teacher_heads}
-student_kwargs = {"d_model": student_widths[-1], "prenet_widths": list(student_widths),
-                  "n_layers": student_layers, "n_heads": student_heads}
-if dropout is not None:
-    for kwargs in (teacher_kwargs, student_kwargs):
-        kwargs.update(embed_dropout=dropout, relu_dropout=dropout, res_dropout=dropout)
+teacher_config = VocaLiSTConfig.small(teacher_widths, teacher_layers, teacher_heads, dropout)
+student_config = VocaLiSTConfig.small(student_widths, student_layers, student_heads, dropout)
 rng = np.random.default_rng(seed)
 timings = {}
 print(f"profile {profile}: artifacts in {artifacts}; store {store.root} with {len(store)} clips")
@@ -141,7 +138,7 @@ print(f"profile {profile}: artifacts in {artifacts}; store {store.root} with {le
 # The figure is drawn from the shapes an instantiated network actually produces.
 
 # %%
-probe = VocaLiST(**teacher_kwargs).eval()
+probe = from_config(teacher_config).eval()
 with torch.no_grad():
     _, probe_extras = probe(torch.rand(1, 15, 48, 96), torch.rand(1, 1, 80, 16) * 8 - 4,
                             return_features=True)
@@ -234,8 +231,8 @@ official_student = mtd_vocalist().eval()
 sizes = pd.DataFrame({
     "VocaLiST (official)": parts(official),
     "MTDVocaLiST (official)": parts(official_student),
-    "teacher (this profile)": parts(VocaLiST(**teacher_kwargs)),
-    "student (this profile)": parts(VocaLiST(**student_kwargs)),
+    "teacher (this profile)": parts(from_config(teacher_config)),
+    "student (this profile)": parts(from_config(student_config)),
 })
 n_official, n_student = sizes.loc["total", "VocaLiST (official)"], sizes.loc["total", "MTDVocaLiST (official)"]
 print(f"official VocaLiST: {n_official:,} parameters; MTDVocaLiST: {n_student:,} "
@@ -326,10 +323,15 @@ def train_cfg(steps):
                        log_every=10, seed=seed, device=device, lr_schedule=lr_schedule)
 
 
+teacher_recipe = sync.VocaLiSTRecipe(store, teacher_config, batch_size=batch_size,
+                                     negatives=teacher_negatives, val_batches=val_batches,
+                                     seed=seed)
+Code(inspect.getsource(sync.VocaLiSTRecipe.loss), language="python")
+
+# %%
 t0 = time.perf_counter()
-teacher, teacher_hist, teacher_dir = sync.train_sync_model(
-    "vocalist", store, teacher_kwargs, train_cfg(teacher_steps), batch_size, ckpt_policy, artifacts,
-    negatives=teacher_negatives, val_batches=val_batches, progress=False)
+teacher, teacher_hist, teacher_dir = sync.train(teacher_recipe, train_cfg(teacher_steps),
+                                                ckpt_policy, artifacts, progress=False)
 timings["teacher"] = time.perf_counter() - t0
 print(f"teacher: {count_parameters(teacher):,} parameters, product {teacher_dir}")
 pd.DataFrame(teacher_hist.eval).set_index("step").round(3)
@@ -378,11 +380,14 @@ print(f"tokens with channel 0 exactly zero (no positional embedding): video {100
 # values follows MiniLM {cite}`wang2020minilm`.
 
 # %%
+Code(inspect.getsource(distill.DistillRecipe.training_step), language="python")
+
+# %%
 t0 = time.perf_counter()
-student, student_hist, student_dir = distill.train_distilled(
-    teacher, student_kwargs, store, train_cfg(student_steps), batch_size, ckpt_policy, artifacts,
-    alpha=distill_alpha, temperature=distill_temperature, weight_lr=weight_lr,
-    val_batches=val_batches, progress=False)
+student, student_hist, student_dir = distill.distill(
+    teacher, student_config, store, train_cfg(student_steps), ckpt_policy, artifacts,
+    batch_size=batch_size, alpha=distill_alpha, temperature=distill_temperature,
+    weight_lr=weight_lr, val_batches=val_batches, progress=False)
 timings["distilled student"] = time.perf_counter() - t0
 criterion = distill.MTDLoss.for_models(teacher, student)
 print(f"student: {count_parameters(student):,} parameters ({count_parameters(student) / count_parameters(teacher):.2f}× the "
@@ -394,9 +399,10 @@ print(f"student: {count_parameters(student):,} parameters ({count_parameters(stu
 
 # %%
 t0 = time.perf_counter()
-scratch, scratch_hist, scratch_dir = sync.train_sync_model(
-    "vocalist", store, student_kwargs, train_cfg(student_steps), batch_size, ckpt_policy, artifacts,
-    val_batches=val_batches, progress=False)
+scratch_recipe = sync.VocaLiSTRecipe(store, student_config, batch_size=batch_size,
+                                     val_batches=val_batches, seed=seed)
+scratch, scratch_hist, scratch_dir = sync.train(scratch_recipe, train_cfg(student_steps),
+                                                ckpt_policy, artifacts, progress=False)
 timings["student from scratch"] = time.perf_counter() - t0
 print({k: f"{v:.0f} s" for k, v in timings.items()}, "(0 s: loaded)")
 
@@ -456,8 +462,8 @@ plotting.save(fig, figures / "distillation_terms.png");
 
 # %%
 chapter02 = {}
-for kind, label in (("syncnet", "SyncNet"), ("expert", "Wav2Lip expert")):
-    model, _, folder = sync.find_sync_model(kind, artifacts)
+for product, label in (("sync_syncnet", "SyncNet"), ("sync_wav2lip_expert", "Wav2Lip expert")):
+    model, _, folder = sync.find_trained(product, artifacts)
     chapter02[label] = model
     print(f"{label}: {count_parameters(model):,} parameters, loaded from {folder}")
 
@@ -650,9 +656,9 @@ metrics = {
     "profile": profile,
     "parameters": {"official_vocalist": int(n_official), "official_mtdvocalist": int(n_student),
                    "teacher": count_parameters(teacher), "student": count_parameters(student)},
-    "teacher": {"kwargs": teacher_kwargs, "steps": teacher_steps, "product": str(teacher_dir),
+    "teacher": {"config": dataclasses.asdict(teacher_config), "steps": teacher_steps, "product": str(teacher_dir),
                 "final_eval": teacher_hist.last_eval()},
-    "distilled_student": {"kwargs": student_kwargs, "steps": student_steps, "product": str(student_dir),
+    "distilled_student": {"config": dataclasses.asdict(student_config), "steps": student_steps, "product": str(student_dir),
                           "final_eval": student_hist.last_eval(), "alpha": distill_alpha,
                           "temperature": distill_temperature, "terms": len(criterion.term_names)},
     "scratch_student": {"steps": student_steps, "product": str(scratch_dir),
@@ -701,7 +707,7 @@ pd.Series(metrics["seconds"], name="seconds").to_frame().T
 #    much of the CPU cost is the first Conv3d block?
 #
 # ```{dropdown} Hint for exercise 2
-# `distill.train_distilled(..., relations=())` and `(..., features=False)` are separate
+# `distill.distill(..., relations=())` and `(..., features=False)` are separate
 # products (the options are part of the key), so both can be trained and compared side by side.
 # ```
 

@@ -9,11 +9,11 @@ import torch
 
 from avlib.sync import distill
 from avlib.artifacts import ArtifactMissing
-from avlib.sync.distill import Distiller, MTDLoss, layer_map, relation_kl, relation_log_probs
-from avlib.models import VocaLiST
+from avlib.sync.distill import DistillRecipe, MTDLoss, layer_map, relation_kl, relation_log_probs
+from avlib.models import VocaLiST, VocaLiSTConfig
 from avlib.models.vocalist import future_mask, time_folded_weight
 from avlib.data.store import ClipStore, StoreWriter
-from avlib.train import TrainConfig
+from avlib.train import Optimizers, TrainConfig
 
 SPF = 640
 T = 20  # frames per toy clip (>= 15 for SyncPairs)
@@ -207,24 +207,43 @@ def test_loss_validates_its_options():
 
 
 # --------------------------------------------------------------------------- gradients, steps
-def test_gradients_flow_only_into_the_student_and_the_loss_parameters():
+class _Recorder(Optimizers):
+    """Optimizers whose step only runs backward, so a test can look at the gradients."""
+
+    def step(self, name, loss, *, retain_graph=False):
+        self.stepped = name
+        loss.backward()
+
+
+def _step(recipe: DistillRecipe, batch: dict):
+    models = recipe.build()
+    cfg = TrainConfig(lr=1e-3)
+    opt = _Recorder(recipe.optimizers(models, cfg), cfg)
+    models["teacher"].eval().requires_grad_(False)  # what the trainer does to frozen models
+    metrics = recipe.training_step(models, batch, opt)
+    return models, opt, metrics
+
+
+def test_gradients_flow_only_into_the_student_and_the_loss_parameters(store):
     teacher = _model(0, **TEACHER).eval()
-    student = _model(1, **STUDENT)
-    distiller = Distiller(student, MTDLoss.for_models(teacher, student))
-    assert not any(name.startswith("teacher") for name, _ in distiller.named_parameters())
-    loss, metrics = distiller.loss(teacher, _batch(2, n=2), "cpu")
-    loss.backward()
+    recipe = DistillRecipe(teacher, store, VocaLiSTConfig(**STUDENT), weight_lr=0.1)
+    assert recipe.trainable(None) == ("student", "criterion") and recipe.outputs == ("student",)
+    models, opt, metrics = _step(recipe, _batch(2, n=2))
+    assert opt.stepped == "student"
     assert all(p.grad is None for p in teacher.parameters())
     assert not teacher.training
-    for name, p in distiller.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert distiller.criterion.log_vars.grad.abs().sum() > 0
-    assert distiller.criterion.projections["vid"].weight.grad.abs().sum() > 0
-    assert {"task", "distill", "weighted", "acc"} <= set(metrics)
-    groups = distiller.param_groups(weight_lr=0.1)
-    assert groups[1]["params"][0] is distiller.criterion.log_vars and groups[1]["lr"] == 0.1
-    n_student = sum(1 for _ in distiller.parameters())
-    assert len(groups[0]["params"]) + 1 == n_student
+    for part in ("student", "criterion"):
+        for name, p in models[part].named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    criterion = models["criterion"]
+    assert criterion.log_vars.grad.abs().sum() > 0
+    assert criterion.projections["vid"].weight.grad.abs().sum() > 0
+    assert {"loss", "task", "distill", "weighted", "acc"} <= set(metrics)
+    groups = opt["student"].param_groups
+    assert groups[1]["params"][0] is criterion.log_vars and groups[1]["lr"] == 0.1
+    n_trained = sum(1 for _ in models["student"].parameters()) + sum(
+        1 for _ in criterion.parameters())
+    assert len(groups[0]["params"]) + 1 == n_trained
 
 
 def test_a_few_steps_reduce_the_loss_on_fixed_inputs():
@@ -257,40 +276,41 @@ def test_a_few_steps_reduce_the_loss_on_fixed_inputs():
     assert history[-1][1] < history[0][1]  # the raw imitation error falls too
 
 
-def test_prediction_only_distillation_needs_no_features():
+def test_prediction_only_distillation_needs_no_features(store):
     teacher = _model(0, **TEACHER).eval()
-    student = _model(1, **STUDENT)
-    distiller = Distiller(student, MTDLoss.for_models(teacher, student, relations=(),
-                                                      features=False))
-    assert distiller.criterion.term_names == ["prediction"]
-    loss, metrics = distiller.loss(teacher, _batch(5, n=2), "cpu")
-    loss.backward()
-    assert torch.isfinite(loss) and student.classifier.weight.grad.abs().sum() > 0
+    recipe = DistillRecipe(teacher, store, VocaLiSTConfig(**STUDENT), relations=(),
+                           features=False)
+    models, _, metrics = _step(recipe, _batch(5, n=2))
+    assert models["criterion"].term_names == ["prediction"]
+    assert np.isfinite(metrics["loss"])
+    assert models["student"].classifier.weight.grad.abs().sum() > 0
 
 
 # --------------------------------------------------------------------------- training, caching
-def test_train_distilled_trains_keeps_the_teacher_and_caches_by_config(store, tmp_path):
+def test_distill_trains_keeps_the_teacher_and_caches_by_config(store, tmp_path):
     teacher = _model(0, **TEACHER).eval()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     cfg = TrainConfig(steps=2, lr=1e-3, eval_every=2, ckpt_every=2, log_every=1, seed=0)
-    student, history, folder = distill.train_distilled(teacher, STUDENT, store, cfg, 2, "auto",
-                                                       tmp_path, val_batches=1, progress=False)
+    student_cfg = VocaLiSTConfig(**STUDENT)
+    student, history, folder = distill.distill(teacher, student_cfg, store, cfg, "auto", tmp_path,
+                                               batch_size=2, val_batches=1, progress=False)
     assert isinstance(student, VocaLiST) and student.d_model == 8 and not student.training
     assert len(history.train) == 2 and {"task", "distill", "acc"} <= set(history.train[0])
     assert {"val_loss", "val_f1", "val_f1_official"} <= set(history.eval[-1])
     assert folder.parent.name == distill.PRODUCT_NAME
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == ["student.safetensors"]
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     # Same configuration: loaded, not retrained.
-    again, _, folder2 = distill.train_distilled(teacher, STUDENT, store, cfg, 2, "load", tmp_path,
-                                                val_batches=1, progress=False)
+    again, _, folder2 = distill.distill(teacher, student_cfg, store, cfg, "load", tmp_path,
+                                        batch_size=2, val_batches=1, progress=False)
     assert folder2 == folder
     assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(),
                                                    again.state_dict().values()))
     # Another teacher is another product.
     other = _model(5, **TEACHER)
     with pytest.raises(ArtifactMissing):
-        distill.train_distilled(other, STUDENT, store, cfg, 2, "load", tmp_path, val_batches=1,
-                                progress=False)
+        distill.distill(other, student_cfg, store, cfg, "load", tmp_path, batch_size=2,
+                        val_batches=1, progress=False)
 
 
 def test_weights_fingerprint_follows_the_values():

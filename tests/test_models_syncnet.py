@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avlib.models import Conv2dBlock, SyncNet, SyncNetColor, count_parameters, expert_loss
+from avlib.models import Conv2dBlock, SyncNet, Wav2LipExpert, count_parameters, expert_loss
 from avlib.models.syncnet import MIN_IMG_SIZE
 
 
@@ -36,7 +36,7 @@ def syncnet():
 @pytest.fixture(scope="module")
 def expert():
     torch.manual_seed(0)
-    return SyncNetColor().eval()
+    return Wav2LipExpert().eval()
 
 
 # --------------------------------------------------------------------------- SyncNet
@@ -120,7 +120,7 @@ def test_syncnet_rejects_tiny_crops_and_bad_width():
         SyncNet(width=0)
 
 
-# --------------------------------------------------------------------------- SyncNetColor
+# --------------------------------------------------------------------------- Wav2LipExpert
 def test_expert_parameter_count_and_keys(expert):
     assert count_parameters(expert) == 16_435_072
     state = expert.state_dict()
@@ -171,7 +171,7 @@ def test_expert_embeddings_are_unit_and_non_negative(expert):
 
 def test_expert_small_width_trains_one_step():
     torch.manual_seed(2)
-    model = SyncNetColor(width=0.125)
+    model = Wav2LipExpert(width=0.125)
     assert model.emb_dim == 64
     mel, faces = torch.randn(4, 1, 80, 16), torch.rand(4, 15, 48, 96)
     audio, face = model(mel, faces)

@@ -10,7 +10,7 @@ from torch import nn
 
 from avlib import media, sync
 from avlib.audio import MFCC_WINDOW, syncnet_mfcc, vocalist_mel
-from avlib.models import SyncNet, SyncNetColor, VocaLiST
+from avlib.models import SyncNet, Wav2LipExpert, VocaLiST
 
 SPF = 640  # samples per video frame
 VSHIFT = sync.DEFAULT_VSHIFT
@@ -440,14 +440,14 @@ def test_pair_scorer_with_vocalist():
     np.testing.assert_allclose(cached, plain, rtol=1e-4, atol=1e-5)
 
 
-def test_embedding_scorer_syncnet_color():
+def test_embedding_scorer_wav2lip_expert():
     torch.manual_seed(0)
     rng = np.random.default_rng(12)
     frames = rng.integers(0, 256, (14, 96, 96, 3), dtype=np.uint8)
     wav = envelope_noise(14, seed=13)
-    model = SyncNetColor(width=0.25)
+    model = Wav2LipExpert(width=0.25)
     scorer = sync.EmbeddingScorer(model, batch_size=4)
-    assert scorer.kind == "syncnet_color" and scorer.similarity == "cosine"
+    assert scorer.kind == "wav2lip_expert" and scorer.similarity == "cosine"
     scores = scorer.window_scores(frames, wav)
     n = 9
     assert scores.shape == (n, 2 * VSHIFT + 1)

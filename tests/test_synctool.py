@@ -240,7 +240,7 @@ def test_weight_errors_are_clear(tmp_path, monkeypatch, capsys):
         synctool.load_syncnet(tmp_path / "expert.pth")
     # A book checkpoint of another model.
     json_path = save_checkpoint(tmp_path / "expert", SyncNetColor(width=0.125))[1]
-    with pytest.raises(SyncToolError, match="'syncnet_color' model, not a SyncNet"):
+    with pytest.raises(SyncToolError, match="'wav2lip_expert' model, not a SyncNet"):
         synctool.load_syncnet(json_path)
     json_path.with_suffix(".safetensors").unlink()
     with pytest.raises(SyncToolError, match=r"checkpoint file not found: .*expert\.safetensors"):

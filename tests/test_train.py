@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from avlib import train
 from avlib.artifacts import ArtifactMissing
-from avlib.models import SyncNetColor, register_model
+from avlib.models import Wav2LipExpert, register_model
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 _spec = importlib.util.spec_from_file_location("_train_worker", WORKER)
@@ -169,7 +169,7 @@ def test_train_or_load_policies(tmp_path):
     calls = []
 
     def build():
-        return SyncNetColor(width=0.0625)
+        return Wav2LipExpert(width=0.0625)
 
     def fit(model, workdir):
         calls.append(workdir)

@@ -6,17 +6,19 @@ recreates a model from such a dict: that is how :mod:`avlib.checkpoints` rebuild
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 from torch import nn
 
 from avlib.models.blocks import Conv2dBlock, Conv3dBlock, scale_channels
-from avlib.models.wav2lip import SyncNetColor, expert_loss
-from avlib.models.syncnet import SyncNet
+from avlib.models.syncnet import SyncNet, SyncNetConfig, contrastive_loss
+from avlib.models.wav2lip import Wav2LipExpert, Wav2LipExpertConfig, expert_loss
 from avlib.models.vocalist import (
     CrossModalEncoder,
     SinusoidalPositions,
     VocaLiST,
+    VocaLiSTConfig,
     future_mask,
     mtd_vocalist,
     sinusoidal_table,
@@ -24,9 +26,13 @@ from avlib.models.vocalist import (
 
 ModelFactory = Callable[..., nn.Module]
 
+#: The Wav2Lip expert's name before avlib 0.2; still reads checkpoints saved under it.
+SyncNetColor = Wav2LipExpert
+
 MODEL_REGISTRY: dict[str, ModelFactory] = {
     SyncNet.registry_name: SyncNet,
-    SyncNetColor.registry_name: SyncNetColor,
+    Wav2LipExpert.registry_name: Wav2LipExpert,
+    "syncnet_color": Wav2LipExpert,  # checkpoints saved before avlib 0.2
     VocaLiST.registry_name: VocaLiST,
 }
 
@@ -57,6 +63,14 @@ def build_model(config: Mapping) -> nn.Module:
     return MODEL_REGISTRY[name](**kwargs)
 
 
+def from_config(config) -> nn.Module:
+    """The network a config dataclass describes (``SyncNetConfig`` -> ``SyncNet``, ...)."""
+    for factory in MODEL_REGISTRY.values():
+        if getattr(factory, "config_class", None) is type(config):
+            return factory(**dataclasses.asdict(config))
+    raise ValueError(f"no registered network takes a {type(config).__name__}")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
@@ -70,8 +84,14 @@ __all__ = [
     "SinusoidalPositions",
     "SyncNet",
     "SyncNetColor",
+    "SyncNetConfig",
     "VocaLiST",
+    "VocaLiSTConfig",
+    "Wav2LipExpert",
+    "Wav2LipExpertConfig",
     "build_model",
+    "contrastive_loss",
+    "from_config",
     "count_parameters",
     "expert_loss",
     "future_mask",

@@ -11,6 +11,8 @@ normalisation; MFCCs are computed on the raw int16-scale signal (see ``avlib.aud
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -37,6 +39,33 @@ def _lip_spatial_size(img_size: int) -> int:
     return max(s, 0)
 
 
+@dataclass(frozen=True)
+class SyncNetConfig:
+    """The size of a :class:`SyncNet`. The defaults are the released ``syncnet_v2``."""
+
+    width: float = 1.0  #: channel multiplier of every conv and the FC hidden layer
+    emb_dim: int = 1024  #: embedding size of both streams
+    img_size: int = OFFICIAL_IMG_SIZE  #: side of the square face crops
+
+    @classmethod
+    def official(cls) -> "SyncNetConfig":
+        return cls()
+
+    @classmethod
+    def named(cls, size: str) -> "SyncNetConfig":
+        """A named size: ``"official"`` or ``"cpu"`` (width 1/8, 128-d, 112-pixel crops)."""
+        return _named(SYNCNET_SIZES, size, cls.__name__)
+
+
+SYNCNET_SIZES = {"official": SyncNetConfig(), "cpu": SyncNetConfig(0.125, 128, 112)}
+
+
+def _named(sizes: dict, size: str, what: str):
+    if size not in sizes:
+        raise ValueError(f"unknown {what} size {size!r}; named sizes: {sorted(sizes)}")
+    return sizes[size]
+
+
 class SyncNet(nn.Module):
     """syncnet_python's released ``syncnet_v2`` network (class ``S`` upstream).
 
@@ -51,6 +80,9 @@ class SyncNet(nn.Module):
     """
 
     registry_name = "syncnet"
+    config_class = SyncNetConfig
+    crop_stream = "syncnet"  #: the store's crops it reads (square, BGR, raw 0-255)
+    similarity = "l2"  #: pairs are scored by the negative distance of the embeddings
 
     def __init__(self, width: float = 1.0, emb_dim: int = 1024, img_size: int = OFFICIAL_IMG_SIZE):
         super().__init__()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -391,6 +392,49 @@ def _audio_layout(w: Sequence[int]):
     ]
 
 
+@dataclass(frozen=True)
+class VocaLiSTConfig:
+    """The size of a :class:`VocaLiST`. The defaults are the released LRS2 model; ``named("mtd")``
+    is the MTDVocaLiST student (spec §3.7)."""
+
+    d_model: int = 512  #: token width; equals the last prenet width
+    n_layers: int = 4  #: layers per cross-modal unit
+    n_heads: int = 8  #: attention heads
+    prenet_widths: tuple[int, ...] = OFFICIAL_PRENET_WIDTHS  #: the five prenet channel stages
+    attn_dropout: float = 0.0
+    relu_dropout: float = 0.1
+    res_dropout: float = 0.1
+    embed_dropout: float = 0.25
+
+    def __post_init__(self) -> None:  # lists from a profile become tuples (hashable, frozen)
+        object.__setattr__(self, "prenet_widths", tuple(int(w) for w in self.prenet_widths))
+
+    @classmethod
+    def official(cls) -> "VocaLiSTConfig":
+        return cls()
+
+    @classmethod
+    def named(cls, size: str) -> "VocaLiSTConfig":
+        """A named size: ``"official"`` (80.1 M parameters) or ``"mtd"`` (the MTDVocaLiST
+        student, 13.3 M)."""
+        if size not in VOCALIST_SIZES:
+            raise ValueError(f"unknown VocaLiST size {size!r}; named sizes: {sorted(VOCALIST_SIZES)}")
+        return VOCALIST_SIZES[size]
+
+    @classmethod
+    def small(cls, widths, n_layers: int, n_heads: int, dropout: float | None = None):
+        """A CPU-size VocaLiST: prenet ``widths`` (the last is d_model), ``n_layers`` per unit,
+        ``n_heads``, and one dropout for embeddings, FFN and residuals (None: official)."""
+        drop = {} if dropout is None else {"relu_dropout": dropout, "res_dropout": dropout,
+                                           "embed_dropout": dropout}
+        return cls(d_model=int(widths[-1]), n_layers=int(n_layers), n_heads=int(n_heads),
+                   prenet_widths=tuple(widths), **drop)
+
+
+VOCALIST_SIZES = {"official": VocaLiSTConfig(),
+                  "mtd": VocaLiSTConfig(d_model=200, prenet_widths=STUDENT_PRENET_WIDTHS)}
+
+
 class VocaLiST(nn.Module):
     """VocaLiST synchronisation scorer (``SyncTransformer`` upstream).
 
@@ -409,6 +453,9 @@ class VocaLiST(nn.Module):
     """
 
     registry_name = "vocalist"
+    config_class = VocaLiSTConfig
+    crop_stream = "face96"  #: the store's crops it reads (96 x 96 BGR faces; lower halves used)
+    similarity = "logit"  #: pairs are scored jointly: one logit per (video, audio) window pair
 
     def __init__(
         self,

@@ -8,6 +8,8 @@ entropy (:func:`expert_loss`). Block indices follow the official ``lipsync_exper
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,15 +63,40 @@ def _audio_layout(c):
     ]
 
 
-class SyncNetColor(nn.Module):
-    """Wav2Lip expert discriminator (``SyncNet_color`` upstream).
+@dataclass(frozen=True)
+class Wav2LipExpertConfig:
+    """The size of a :class:`Wav2LipExpert`. The default is the released ``lipsync_expert.pth``."""
+
+    width: float = 1.0  #: channel multiplier (the embedding size is ``round(512 * width)``)
+
+    @classmethod
+    def official(cls) -> "Wav2LipExpertConfig":
+        return cls()
+
+    @classmethod
+    def named(cls, size: str) -> "Wav2LipExpertConfig":
+        """A named size: ``"official"`` or ``"cpu"`` (width 1/8)."""
+        if size not in EXPERT_SIZES:
+            raise ValueError(f"unknown Wav2LipExpert size {size!r}; named sizes: "
+                             f"{sorted(EXPERT_SIZES)}")
+        return EXPERT_SIZES[size]
+
+
+EXPERT_SIZES = {"official": Wav2LipExpertConfig(), "cpu": Wav2LipExpertConfig(0.125)}
+
+
+class Wav2LipExpert(nn.Module):
+    """Wav2Lip's lip-sync expert (``SyncNet_color`` upstream; before avlib 0.2 ``SyncNetColor``).
 
     Args:
         width: channel multiplier (1.0 = official, 16,435,072 parameters; the embedding size
             is ``round(512 * width)``).
     """
 
-    registry_name = "syncnet_color"
+    registry_name = "wav2lip_expert"
+    config_class = Wav2LipExpertConfig
+    crop_stream = "face96"  #: the store's crops it reads (96 x 96 BGR faces; lower halves used)
+    similarity = "cosine"  #: pairs are scored by the cosine of the embeddings
 
     def __init__(self, width: float = 1.0):
         super().__init__()
@@ -95,11 +122,11 @@ class SyncNetColor(nn.Module):
         """
         if mel.ndim != 4 or tuple(mel.shape[1:]) != MEL_SHAPE:
             raise ValueError(
-                f"SyncNetColor expects mel windows of shape (B, 1, 80, 16), got {tuple(mel.shape)}"
+                f"Wav2LipExpert expects mel windows of shape (B, 1, 80, 16), got {tuple(mel.shape)}"
             )
         if faces.ndim != 4 or tuple(faces.shape[1:]) != FACE_SHAPE:
             raise ValueError(
-                "SyncNetColor expects faces of shape (B, 15, 48, 96): the lower halves of 5 "
+                "Wav2LipExpert expects faces of shape (B, 15, 48, 96): the lower halves of 5 "
                 f"BGR 96x96 crops stacked frame-major; got {tuple(faces.shape)}"
             )
         audio_emb = self.audio_encoder(mel).flatten(1)

@@ -38,20 +38,18 @@ per-layer embeddings, combined with uncertainty weighting across all layers (con
 What is simplified with respect to the released code (which we do not copy): the exact set of
 sites, the normalisation of the feature terms, the prediction term and the form of the
 auto-weighting are ours (the facts say only what is distilled and that the weighting is
-uncertainty-based); no warm-up / StepLR schedule (the book's
-:class:`~avlib.train.Trainer` uses constant-lr Adam); layers are matched one to one when the
+uncertainty-based); no warm-up / StepLR schedule (the book's trainer uses Adam with a constant
+or cosine rate); layers are matched one to one when the
 depths agree and uniformly (student layer ``i`` <- teacher layer ``ceil((i+1) Lt / Ls) - 1``)
 otherwise. The log-variances get their own, larger learning rate (``weight_lr``), because at the
 model's learning rate they would barely move in a short CPU run.
 
-:func:`distill` trains a student against a frozen teacher with the book's
-:class:`~avlib.train.Trainer`; :func:`train_distilled` wraps it in
-:func:`~avlib.train.train_or_load`, keyed by the teacher's weights, the student's configuration,
-the distillation settings and the store.
+:class:`DistillRecipe` is the recipe (student, frozen teacher and the loss as named models);
+:func:`distill` trains or loads it through :func:`avlib.train.train_recipe`, keyed by the
+teacher's weights, the student's configuration, the distillation settings and the store.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -62,11 +60,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avlib.models import VocaLiST, build_model
-from avlib.models.vocalist import future_mask
+from avlib.artifacts import record_current
 from avlib.data.store import ClipStore
-from avlib.sync.pairs import SyncPairs
-from avlib.train import History, Trainer, TrainConfig, train_or_load
+from avlib.models import VocaLiST, VocaLiSTConfig, from_config
+from avlib.models.vocalist import future_mask
+from avlib.sync.recipes import VocaLiSTRecipe
+from avlib.train import History, Recipe, TrainConfig, adam, train_recipe
 
 __all__ = [
     "ALPHA",
@@ -80,10 +79,9 @@ __all__ = [
     "feature_loss",
     "prediction_kl",
     "MTDLoss",
-    "Distiller",
+    "DistillRecipe",
     "weights_fingerprint",
     "distill",
-    "train_distilled",
 ]
 
 ALPHA = 12.0  #: weight of the distillation sum (MTDVocaLiST's distillzoo.ini)
@@ -94,7 +92,6 @@ _ALL_RELATIONS = ("attn", "qq", "kk", "vv")
 PRODUCT_NAME = "mtd_vocalist"  #: artifact name of distilled students
 WEIGHT_LR = 0.05  #: default Adam learning rate of the log-variances s_m
 #: Modules whose source is part of a distilled student's product key.
-DISTILL_CODE = ("avlib.sync.distill", "avlib.models.vocalist", "avlib.sync.pairs")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,48 +301,6 @@ class MTDLoss(nn.Module):
                       "weighted": float(weighted.detach())}
 
 
-class Distiller(nn.Module):
-    """What distillation trains: the student and the loss's own parameters (projections and
-    log-variances). The teacher is deliberately *not* a submodule: it is never optimised, never
-    saved with the student, and stays in eval mode while :class:`~avlib.train.Trainer` switches
-    this module between train and eval."""
-
-    def __init__(self, student: VocaLiST, criterion: MTDLoss):
-        super().__init__()
-        self.student = student
-        self.criterion = criterion
-
-    def forward(self, faces: torch.Tensor, mel: torch.Tensor):
-        """The student's logit (B,) and extras (features and q/k/v; ``{}`` when neither is
-        distilled)."""
-        need_features, need_qkv = self.criterion.features, bool(self.criterion.relations)
-        if not (need_features or need_qkv):
-            return self.student(faces, mel), {}
-        return self.student(faces, mel, return_features=need_features, return_qkv=need_qkv)
-
-    def loss(self, teacher: VocaLiST, batch: Mapping, device) -> tuple[torch.Tensor, dict]:
-        """``(loss, metrics)`` on a :meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`."""
-        faces, mel = batch["faces"].to(device), batch["mel"].to(device)
-        y = batch["y"].to(device).float()
-        with torch.no_grad():
-            if self.criterion.features or self.criterion.relations:
-                teacher_logit, teacher_extras = teacher(
-                    faces, mel, return_features=self.criterion.features,
-                    return_qkv=bool(self.criterion.relations))
-            else:
-                teacher_logit, teacher_extras = teacher(faces, mel), {}
-        logit, student_extras = self(faces, mel)
-        loss, metrics = self.criterion(logit, teacher_logit, y, student_extras, teacher_extras)
-        metrics["acc"] = float(((logit.detach() > 0) == (y > 0.5)).float().mean())
-        return loss, metrics
-
-    def param_groups(self, weight_lr: float) -> list[dict]:
-        """Adam parameter groups: student and projections at the trainer's lr, log-variances at
-        ``weight_lr``."""
-        others = [p for name, p in self.named_parameters() if name != "criterion.log_vars"]
-        return [{"params": others}, {"params": [self.criterion.log_vars], "lr": float(weight_lr)}]
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -360,161 +315,125 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def distill(
-    teacher: VocaLiST,
-    student: VocaLiST,
-    store: ClipStore,
-    train_cfg: TrainConfig,
-    workdir: str | Path,
-    *,
-    batch_size: int = 32,
-    alpha: float = ALPHA,
-    temperature: float = TEMPERATURE,
-    relations: Sequence[str] = RELATIONS,
-    features: bool = True,
-    prediction: bool = True,
-    relation_heads: int | None = None,
-    weight_lr: float = WEIGHT_LR,
-    val_batches: int = 8,
-    train_split: str = "train",
-    val_split: str = "val",
-    progress: bool = True,
-) -> History:
-    """Train ``student`` to imitate ``teacher`` (frozen, eval mode) on the store's sync pairs.
+class DistillRecipe(Recipe):
+    """MTDVocaLiST: a student VocaLiST trained to imitate a frozen teacher, layer by layer.
 
-    Batches are VocaLiST's (:meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`: positive = lips with
-    their own 0.2 s of audio, negative = audio from elsewhere in the clip). The student and the
-    loss's projections are optimised with Adam at ``train_cfg.lr``, the log-variances at
-    ``weight_lr``; the teacher only runs forward, under ``torch.no_grad``.
+    Models: ``"student"`` (trained, the product), ``"criterion"`` (the :class:`MTDLoss`: its
+    projections and log-variances are trained with the student, not kept) and ``"teacher"``
+    (frozen: eval mode, no gradients). One Adam optimizer, ``"student"``, holds two parameter
+    groups: the student and the projections at the trainer's rate, the log-variances at
+    ``weight_lr`` (at the model's rate they would barely move in a short CPU run).
+
+    Batches are VocaLiST's (:meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`: lips with their
+    own 0.2 s of audio, or audio from elsewhere in the clip). Validation is VocaLiST's on the
+    student (``val_loss`` = BCE, ``val_acc``, ``val_f1``, ``val_f1_official``), so its curves
+    compare with a student trained from scratch.
 
     Args:
-        teacher: a trained :class:`~avlib.models.VocaLiST`.
-        student: the network to train (e.g. :func:`~avlib.models.mtd_vocalist` or a thin
-            VocaLiST); trained in place.
+        teacher: a trained :class:`~avlib.models.VocaLiST` (its weights join the product key).
         store: the clip store.
-        train_cfg: optimisation settings (steps, lr, grad_clip, eval_every, seed, device...).
-        workdir: the :class:`~avlib.train.Trainer` folder (resumable checkpoints).
-        batch_size: pairs per step.
+        config: the student's :class:`~avlib.models.VocaLiSTConfig` (``named("mtd")`` is
+            MTDVocaLiST).
+        batch_size, val_batches, seed, val_split, train_split: as
+            :class:`~avlib.sync.recipes.VocaLiSTRecipe`.
         alpha, temperature, relations, features, prediction, relation_heads: see
             :class:`MTDLoss`.
         weight_lr: learning rate of the log-variances.
-        val_batches: fixed validation batches of the ``val_split`` per evaluation; the metrics
-            are VocaLiST's (:func:`avlib.sync.recipes.make_evaluator`: ``val_loss`` = BCE,
-            ``val_acc``, ``val_f1``, ``val_f1_official``), so curves compare with a student
-            trained from scratch.
-        train_split, val_split: store splits.
-        progress: show the progress bar.
-
-    Returns:
-        The :class:`~avlib.train.History`: per logged step ``loss`` (total, may be < 0),
-        ``task``, ``distill``, ``weighted``, ``acc``; per evaluation the ``val_*`` metrics.
     """
-    from avlib.sync.recipes import make_evaluator
 
-    _check_pair(teacher, student)
-    if int(batch_size) < 2:
-        raise ValueError(f"batch_size must be >= 2 (pairs of both labels), got {batch_size!r}")
-    device = train_cfg.device
-    teacher = teacher.to(device).eval()
-    torch.manual_seed(train_cfg.seed)  # projections start from a seeded state
-    criterion = MTDLoss.for_models(teacher, student, alpha=alpha, temperature=temperature,
-                                   relations=relations, features=features, prediction=prediction,
-                                   **({"relation_heads": relation_heads} if relation_heads else {}))
-    distiller = Distiller(student, criterion)
-    try:
-        pairs = SyncPairs(store, split=train_split)
-    except ValueError as err:
-        raise ValueError(f"cannot distil on split {train_split!r}: {err}") from None
-    evaluate_student = make_evaluator("vocalist", store, batch_size, val_batches, train_cfg.seed,
-                                      val_split, {}, device)
+    name = PRODUCT_NAME
+    producer = "03_vocalist"
+    outputs = ("student",)
 
-    def sample(rng: np.random.Generator) -> dict:
-        return pairs.vocalist_batch(rng, batch_size)
+    def __init__(self, teacher: VocaLiST, store: ClipStore, config: VocaLiSTConfig, *,
+                 batch_size: int = 32, alpha: float = ALPHA, temperature: float = TEMPERATURE,
+                 relations: Sequence[str] = RELATIONS, features: bool = True,
+                 prediction: bool = True, relation_heads: int | None = None,
+                 weight_lr: float = WEIGHT_LR, val_batches: int = 8, seed: int = 0,
+                 train_split: str = "train", val_split: str = "val"):
+        if not isinstance(teacher, VocaLiST):
+            raise ValueError(f"the teacher must be a VocaLiST, got {type(teacher).__name__}")
+        self.teacher, self.config = teacher, config
+        # the student's own task and validation are VocaLiST's
+        self.task = VocaLiSTRecipe(store, config, batch_size=batch_size, val_batches=val_batches,
+                                   seed=seed, val_split=val_split, train_split=train_split)
+        self.loss_options = {"alpha": float(alpha), "temperature": float(temperature),
+                             "relations": tuple(relations), "features": bool(features),
+                             "prediction": bool(prediction)}
+        if relation_heads:
+            self.loss_options["relation_heads"] = int(relation_heads)
+        self.weight_lr, self.seed = float(weight_lr), int(seed)
+        _check_pair(teacher, from_config(config))
 
-    def step(model: Distiller, batch: dict):
-        return model.loss(teacher, batch, device)
+    def key(self) -> dict:
+        return {**self.task.key(), "teacher": weights_fingerprint(self.teacher),
+                "distill": {**self.loss_options, "relations": list(self.loss_options["relations"]),
+                            "weight_lr": self.weight_lr}}
 
-    def evaluate(model: Distiller) -> dict:
-        return evaluate_student(model.student)
+    def build(self) -> dict[str, nn.Module]:
+        torch.manual_seed(self.seed)
+        student = from_config(self.config)
+        criterion = MTDLoss.for_models(self.teacher, student, **self.loss_options)
+        return {"student": student, "criterion": criterion, "teacher": self.teacher}
 
-    trainer = Trainer(distiller, sample, step, train_cfg, workdir, evaluate=evaluate,
-                      params=distiller.to(device).param_groups(weight_lr))
-    return trainer.fit(progress=progress)
+    def trainable(self, models) -> tuple[str, ...]:
+        return ("student", "criterion")
+
+    def optimizers(self, models, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        crit = models["criterion"]
+        rest = [*models["student"].parameters(),
+                *(p for n, p in crit.named_parameters() if n != "log_vars")]
+        return {"student": adam([{"params": rest},
+                                 {"params": [crit.log_vars], "lr": self.weight_lr}], cfg)}
+
+    def batch(self, rng: np.random.Generator) -> dict:
+        return self.task.paper_batch(self.task.pairs(self.task.train_split), rng,
+                                     self.task.batch_size)
+
+    def training_step(self, models, batch, opt) -> dict[str, float]:
+        student, teacher, criterion = models["student"], models["teacher"], models["criterion"]
+        faces, mel = batch["faces"], batch["mel"]
+        need = {"return_features": criterion.features, "return_qkv": bool(criterion.relations)}
+        with torch.no_grad():  # the teacher only shows what to imitate
+            t_logit, t_extras = _run(teacher, faces, mel, need)
+        s_logit, s_extras = _run(student, faces, mel, need)
+        loss, metrics = criterion(s_logit, t_logit, batch["y"], s_extras, t_extras)
+        opt.step("student", loss)
+        acc = ((s_logit.detach() > 0) == (batch["y"] > 0.5)).float().mean()
+        return {"loss": float(loss.detach()), **metrics, "acc": float(acc)}
+
+    def validate(self, models) -> dict[str, float]:
+        return self.task.validate({"net": models["student"]})
 
 
-def train_distilled(
+def _run(model: VocaLiST, faces, mel, need: dict):
+    """``(logit, extras)``: features and q/k/v only when a term needs them."""
+    if not any(need.values()):
+        return model(faces, mel), {}
+    return model(faces, mel, **need)
+
+
+def distill(
     teacher: VocaLiST,
-    student_kwargs: Mapping,
+    config: VocaLiSTConfig,
     store: ClipStore,
     train_cfg: TrainConfig,
-    batch_size: int,
     policy: str,
     artifacts_root,
     *,
-    alpha: float = ALPHA,
-    temperature: float = TEMPERATURE,
-    relations: Sequence[str] = RELATIONS,
-    features: bool = True,
-    prediction: bool = True,
-    relation_heads: int | None = None,
-    weight_lr: float = WEIGHT_LR,
-    val_batches: int = 8,
-    train_split: str = "train",
-    val_split: str = "val",
     progress: bool = True,
+    **options,
 ) -> tuple[VocaLiST, History, Path]:
-    """The distilled student for this configuration: loaded, or trained by :func:`distill`.
+    """The distilled student for this configuration: loaded, or trained by a
+    :class:`DistillRecipe` (``options`` go to it) through :func:`avlib.train.train_recipe`.
 
-    Args:
-        teacher: the trained teacher (its weights are part of the key, through
-            :func:`weights_fingerprint`).
-        student_kwargs: :class:`~avlib.models.VocaLiST` constructor arguments of the student
-            (``{"d_model": 200, "prenet_widths": (16, 32, 64, 128, 200)}`` is MTDVocaLiST).
-        store, train_cfg, batch_size: as :func:`distill`; ``train_cfg.seed`` also seeds the
-            student's initial weights.
-        policy: ``"load"``, ``"train"`` or ``"auto"``.
-        artifacts_root: the chapter's artifacts root; the product is ``mtd_vocalist/<key>/``.
-        the rest: as :func:`distill`.
-
-    Returns:
-        ``(student in eval mode on the CPU, history, product folder)``.
+    Returns ``(student in eval mode on the CPU, history, product folder)``; the folder is also
+    recorded as the current ``mtd_vocalist`` product.
     """
-    from avlib.sync.recipes import store_fingerprint
-
-    if not isinstance(teacher, VocaLiST):
-        raise ValueError(f"the teacher must be a VocaLiST, got {type(teacher).__name__}")
-    probe = build_model({"name": VocaLiST.registry_name, "kwargs": dict(student_kwargs)})
-    train_fields = dataclasses.asdict(train_cfg)
-    for name in ("device", "log_every", "ckpt_every"):  # they do not change the weights
-        train_fields.pop(name, None)
-    config = {
-        "kind": "mtd_vocalist",
-        "teacher": weights_fingerprint(teacher),
-        "student": probe.config,
-        "train": train_fields,
-        "batch_size": int(batch_size),
-        "distill": {"alpha": float(alpha), "temperature": float(temperature),
-                    "relations": list(relations), "features": bool(features),
-                    "prediction": bool(prediction),
-                    "relation_heads": relation_heads, "weight_lr": float(weight_lr)},
-        "val": {"split": val_split, "batches": int(val_batches)},
-        "train_split": train_split,
-        "store": store_fingerprint(store),
-    }
-    del probe
-
-    def build() -> VocaLiST:
-        torch.manual_seed(train_cfg.seed)
-        return build_model({"name": VocaLiST.registry_name, "kwargs": dict(student_kwargs)})
-
-    def fit(student: VocaLiST, workdir: Path) -> History:
-        return distill(teacher, student, store, train_cfg, workdir, batch_size=batch_size,
-                       alpha=alpha, temperature=temperature, relations=relations,
-                       features=features, prediction=prediction, relation_heads=relation_heads,
-                       weight_lr=weight_lr,
-                       val_batches=val_batches, train_split=train_split, val_split=val_split,
-                       progress=progress)
-
-    # The loss, the network and the pair sampler determine the weights: editing them retrains.
-    return train_or_load(PRODUCT_NAME, config, build, fit, policy, artifacts_root,
-                         producer="03_vocalist", code=DISTILL_CODE)
+    recipe = DistillRecipe(teacher, store, config, seed=train_cfg.seed, **options)
+    models, history, folder = train_recipe(recipe, train_cfg, policy, artifacts_root,
+                                           producer=recipe.producer, extra_key=recipe.key(),
+                                           progress=progress,
+                                           not_in_key=("device", "log_every", "ckpt_every"))
+    record_current(artifacts_root, PRODUCT_NAME, folder)
+    return models["student"], history, folder

@@ -15,11 +15,9 @@ import torch
 from avlib import audio as A
 from avlib.audio import SAMPLES_PER_FRAME
 from avlib.data.store import ClipStore
-from avlib.models import SyncNet, SyncNetColor, VocaLiST
 from avlib.sync import protocol as sync
-from avlib.sync.pairs import FACE_STREAM, RMS_SILENT, SYNCNET_STREAM, WINDOW
-
-_KIND_STREAMS = {"syncnet": SYNCNET_STREAM, "expert": FACE_STREAM, "vocalist": FACE_STREAM}
+from avlib.sync.pairs import FACE_STREAM, RMS_SILENT, WINDOW
+from avlib.sync.recipes import recipe_class
 
 __all__ = [
     "stream_for",
@@ -42,24 +40,20 @@ __all__ = [
 # Clips of the store for evaluation
 # ---------------------------------------------------------------------------------------------
 def stream_for(model_or_kind) -> str:
-    """The crop stream a model reads: ``"syncnet"`` for SyncNet, ``"face96"`` for the Wav2Lip
-    expert and VocaLiST / MTDVocaLiST. Accepts a kind, a model, or a scorer."""
+    """The crop stream a network reads: ``"syncnet"`` for SyncNet, ``"face96"`` for the Wav2Lip
+    expert and VocaLiST / MTDVocaLiST. Accepts a network, its class, its registry name, a scorer
+    or a recipe (each declares or holds a ``crop_stream``)."""
     if isinstance(model_or_kind, str):
-        if model_or_kind in _KIND_STREAMS:
-            return _KIND_STREAMS[model_or_kind]
-        if model_or_kind == SyncNet.registry_name:
-            return SYNCNET_STREAM
-        if model_or_kind in (SyncNetColor.registry_name, VocaLiST.registry_name):
-            return FACE_STREAM
-        raise ValueError(f"unknown model kind {model_or_kind!r}; use one of {tuple(_KIND_STREAMS)}")
-    if isinstance(model_or_kind, sync.EmbeddingScorer):
-        return SYNCNET_STREAM if model_or_kind.kind == "syncnet" else FACE_STREAM
-    if isinstance(model_or_kind, (sync.PairScorer, AudioOracleScorer)):
-        return FACE_STREAM
-    if isinstance(model_or_kind, SyncNet):
-        return SYNCNET_STREAM
-    if isinstance(model_or_kind, (SyncNetColor, VocaLiST)):
-        return FACE_STREAM
+        from avlib.models import MODEL_REGISTRY
+
+        if model_or_kind not in MODEL_REGISTRY:
+            raise ValueError(f"unknown network {model_or_kind!r}; known: {sorted(MODEL_REGISTRY)}")
+        model_or_kind = MODEL_REGISTRY[model_or_kind]
+    for holder in (model_or_kind, getattr(model_or_kind, "model", None),
+                   getattr(model_or_kind, "model_class", None)):
+        stream = getattr(holder, "crop_stream", None)
+        if stream is not None:
+            return stream
     raise ValueError(f"cannot tell which crops a {type(model_or_kind).__name__} reads; pass stream=")
 
 
@@ -108,15 +102,10 @@ def store_clips(store: ClipStore, splits: Sequence[str] = ("test", "test_unseen"
 
 
 def make_scorer(model: torch.nn.Module, device: str = "cpu", batch_size: int = 64):
-    """The :mod:`avlib.sync` scorer of a model: :class:`~avlib.sync.EmbeddingScorer` for SyncNet
-    (negative distance) and the expert (cosine), :class:`~avlib.sync.PairScorer` (logits) for
-    VocaLiST / MTDVocaLiST."""
-    if isinstance(model, (SyncNet, SyncNetColor)):
-        return sync.EmbeddingScorer(model, batch_size=batch_size, device=device)
-    if isinstance(model, VocaLiST):
-        return sync.PairScorer(model, batch_size=4 * batch_size, device=device)
-    raise ValueError(f"no scorer for a {type(model).__name__}; wrap it in sync.EmbeddingScorer or "
-                     "sync.PairScorer yourself")
+    """The :mod:`avlib.sync.protocol` scorer of a network, as its recipe scores it:
+    :class:`~avlib.sync.protocol.EmbeddingScorer` for SyncNet (negative distance) and the expert
+    (cosine), :class:`~avlib.sync.protocol.PairScorer` (logits) for VocaLiST / MTDVocaLiST."""
+    return recipe_class(model).scorer(model, device=device, batch_size=batch_size)
 
 
 def evaluate_store(
@@ -230,6 +219,8 @@ class AudioOracleScorer:
     better there. Its accuracy is the ceiling of the protocol on a set of clips. Valid for clips
     at offset 0 only (``evaluate_store(..., kind="grid")``); frames are used for their count.
     """
+
+    crop_stream = FACE_STREAM  # frames are used for their count only
 
     def window_scores(self, frames: np.ndarray, wav: np.ndarray,
                       vshift: int = sync.DEFAULT_VSHIFT) -> np.ndarray:

@@ -55,8 +55,6 @@ from avlib.audio import (
     vocalist_mel,
     wav2lip_mel,
 )
-from avlib.models.wav2lip import SyncNetColor
-from avlib.models.syncnet import SyncNet
 
 __all__ = [
     "DEFAULT_VSHIFT",
@@ -546,7 +544,10 @@ def out_of_range_mask(n_windows: int, vshift: int = DEFAULT_VSHIFT) -> np.ndarra
     return (audio_index < 0) | (audio_index >= n_windows)
 
 
-_EMBEDDING_KINDS = {"syncnet": "l2", "syncnet_color": "cosine"}
+#: How an embedding model's pairs are scored, by the ``similarity`` its class declares (or by
+#: ``kind=``): "l2" (SyncNet: negative distance) or "cosine" (the Wav2Lip expert).
+_SIMILARITIES = ("l2", "cosine")
+_KIND_SIMILARITY = {"syncnet": "l2", "wav2lip_expert": "cosine", "syncnet_color": "cosine"}
 
 
 class EmbeddingScorer:
@@ -558,14 +559,14 @@ class EmbeddingScorer:
     * ``kind="syncnet"`` (:class:`~avlib.models.SyncNet`): score = **negative L2 distance** of the
       unnormalised embeddings (the distances of :func:`syncnet_offset`); frames are square crops
       of the model's ``img_size``, windows raw 0-255 (3, 5, H, W); audio = SyncNet MFCC windows.
-    * ``kind="syncnet_color"`` (:class:`~avlib.models.SyncNetColor`): score = **cosine similarity**
+    * ``kind="wav2lip_expert"`` (:class:`~avlib.models.Wav2LipExpert`): score = **cosine similarity**
       of the L2-normalised embeddings, in [0, 1]; frames are 96x96 BGR crops whose lower halves
       /255 are stacked frame-major into (15, 48, 96); audio = Wav2Lip mel windows of 16 frames
       starting at ``mel_start_index(i)``.
 
     Args:
         model: the network, already on ``device``.
-        kind: ``"syncnet"`` or ``"syncnet_color"``; inferred for the two avlib classes.
+        kind: ``"syncnet"`` or ``"wav2lip_expert"``; inferred for the two avlib classes.
         batch_size: windows per forward pass.
         device: where inputs are sent.
         mask_out_of_range: True (default) sets candidates outside the clip to ``OUT_OF_RANGE``
@@ -582,22 +583,20 @@ class EmbeddingScorer:
         device: str | torch.device = "cpu",
         mask_out_of_range: bool = True,
     ):
-        if kind is None:
-            if isinstance(model, SyncNet):
-                kind = "syncnet"
-            elif isinstance(model, SyncNetColor):
-                kind = "syncnet_color"
-            else:
-                raise ValueError(
-                    f"cannot tell how to score a {type(model).__name__}; pass kind='syncnet' "
-                    "(forward_lip / forward_aud, L2) or kind='syncnet_color' "
-                    "(forward(mel, faces), cosine)"
-                )
-        if kind not in _EMBEDDING_KINDS:
-            raise ValueError(f"kind must be one of {sorted(_EMBEDDING_KINDS)}, got {kind!r}")
+        if kind is not None and kind not in _KIND_SIMILARITY:
+            raise ValueError(f"kind must be one of {sorted(_KIND_SIMILARITY)}, got {kind!r}")
+        similarity = _KIND_SIMILARITY[kind] if kind else getattr(model, "similarity", None)
+        if similarity not in _SIMILARITIES:
+            raise ValueError(
+                f"cannot tell how to score a {type(model).__name__}; pass kind='syncnet' "
+                "(forward_lip / forward_aud, L2) or kind='wav2lip_expert' "
+                "(forward(mel, faces), cosine)"
+            )
         self.model = model
-        self.kind = kind
-        self.similarity = _EMBEDDING_KINDS[kind]
+        self.similarity = similarity
+        #: ``"syncnet"`` (L2 on SyncNet crops and MFCC) or ``"wav2lip_expert"`` (cosine on faces
+        #: and Wav2Lip mel)
+        self.kind = "syncnet" if similarity == "l2" else "wav2lip_expert"
         self.batch_size = _check_batch_size(batch_size)
         self.device = _check_device(model, device)
         self.mask_out_of_range = bool(mask_out_of_range)
@@ -611,7 +610,7 @@ class EmbeddingScorer:
     def embed(self, frames: np.ndarray, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Video and audio embeddings of every window: two (n_windows, D) float32 CPU tensors."""
         n_samples = _clip_length(wav, "EmbeddingScorer")
-        if self.kind == "syncnet":
+        if self.similarity == "l2":
             frames = _check_frames(frames, "EmbeddingScorer(syncnet)", _syncnet_img_size(self.model))
             mfcc = _syncnet_mfcc_tensor(wav)
             n = num_sync_windows(len(frames), n_samples)

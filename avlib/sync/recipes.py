@@ -1,103 +1,85 @@
-"""Training recipes of the book's sync models, and the one evaluation that serves all of them.
+"""Training recipes of the book's sync models: what a batch is, what the loss is, what is
+validated. Each is an :class:`avlib.train.Recipe` that the one trainer runs
+(:func:`avlib.train.train_recipe`).
 
-Three recipes share one shape (:class:`SyncRecipe`): a batch drawn from the clip store the way the
-paper drew it (:class:`avlib.sync.pairs.SyncPairs`), a loss, and the per-batch metrics.
+======================  ===================================  ======================================
+recipe                  objective                            official optimiser (upstream)
+======================  ===================================  ======================================
+:class:`SyncNetRecipe`  contrastive loss on the Euclidean    not released (paper: BBC TV,
+                        distance of unnormalised embeddings  time-shifted false pairs)
+:class:`ExpertRecipe`   BCE on the cosine of the ReLU'd,     Adam lr 1e-4, batch 64; eval every
+                        L2-normalised embeddings (Wav2Lip)   10k steps over 1400 batches (~0.25)
+:class:`VocaLiSTRecipe` BCE-with-logits on in-sync vs        Adam lr 5e-5, batch 128; val every
+                        shifted-in-clip windows (RMS check)  epoch
+======================  ===================================  ======================================
 
-============  =====================================  ==========================================
-kind          objective                              official optimiser (upstream)
-============  =====================================  ==========================================
-``syncnet``   contrastive loss on the Euclidean      not released (paper: BBC TV, time-shifted
-              distance of unnormalised embeddings,   false pairs)
-              genuine vs time-shifted pairs
-``expert``    BCE on the cosine of the ReLU'd,       Adam lr 1e-4, batch 64; eval every 10k
-              L2-normalised embeddings (Wav2Lip)     steps over 1400 batches; eval loss ~0.25
-``vocalist``  BCE-with-logits on in-sync vs          Adam lr 5e-5, batch 128; val every epoch
-              shifted-in-clip windows (RMS check)
-============  =====================================  ==========================================
+A recipe holds the network's size (its config dataclass, e.g. :class:`avlib.models.SyncNetConfig`),
+the clip store it reads and the sampling settings. Its product key (see
+:func:`avlib.train.train_recipe`) adds the store's identity (:func:`store_fingerprint`) and the
+sampling settings (:meth:`SyncRecipe.key`) to the config and the training settings, so a later
+chapter gets the same weights back with the same recipe and ``policy="load"``. :func:`train`
+also records the finished model as the *current* one of its name (:func:`find_trained`).
 
-:func:`train_sync_model` trains (or loads) any of them through :func:`avlib.train.train_or_load`,
-keyed by the recipe, the model's constructor arguments, the optimisation settings, the batch
-size and the identity of the store's content (:func:`store_fingerprint`), so that a later chapter
-gets the same weights back with the same call and ``policy="load"``. Every finished model is also
-recorded as the *current* one of its kind (:func:`find_sync_model`).
+Adding a sync model is one subclass here: its ``model_class`` (which declares the crops it reads,
+``crop_stream``, and how its pairs are scored, ``similarity``), how the paper drew its pairs
+(:meth:`SyncRecipe.paper_batch`) and its loss (:meth:`SyncRecipe.loss`).
 
-Shared-video batches (``negatives=m > 1``, :func:`shared_video_batch`) pair each video window
-with its true audio and ``m`` false audio windows drawn as the paper draws false pairs: the video
-stream (the video prenet, for VocaLiST) is the expensive half of SyncNet, of the expert and of
-VocaLiST at CPU sizes, so a CPU run sees ``m`` times more false
-pairs per video pass. The loss weighs the genuine and false halves equally, like the papers'
-half-and-half batches. ``negatives=1`` (default) is the papers' sampling.
+Shared-video batches (``negatives=m > 1``) pair each video window with its true audio and ``m``
+false audio windows drawn as the paper draws false pairs: the video stream is the expensive half
+of every sync network at CPU sizes, so a CPU run sees ``m`` times more false pairs per video
+pass. The loss weighs the genuine and false halves equally, like the papers' half-and-half
+batches. ``negatives=1`` (default) is the papers' sampling.
 
 Validation uses fixed batches of the papers' pairs from the ``val`` split: they are drawn from a
 fixed seed, and re-drawn from that seed at every evaluation (identical batches, flat memory: a
 batch of 224-pixel SyncNet windows is 190 MB).
-
-:func:`evaluate_store` runs the shared accuracy protocol of :mod:`avlib.sync` over the store's
-test clips (GRID clips at offset 0, sync-test clips at their recorded shift) for any scorer, so
-one table compares SyncNet, the Wav2Lip expert, VocaLiST and MTDVocaLiST on the same clips.
-:class:`AudioOracleScorer` and :func:`accuracy_on_speech` measure what digital silence does to
-that protocol: identical silent audio windows tie, and no model can win those windows.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from avlib import audio as A
-from avlib.artifacts import atomic_write_json
-from avlib.models import SyncNet, SyncNetColor, VocaLiST, build_model, expert_loss
-from avlib.models.syncnet import contrastive_loss
+from avlib.artifacts import find_current, record_current
+from avlib.checkpoints import load_checkpoint
 from avlib.data.store import ClipStore, StoreError
-from avlib.sync.pairs import (FACE_STREAM, SYNCNET_STREAM, WINDOW, SyncPairs,
-                            draw_false_audio, lower_half, syncnet_video, vocalist_mel_windows)
-from avlib.train import History, Trainer, TrainConfig, train_or_load
+from avlib.models import SyncNet, VocaLiST, Wav2LipExpert, expert_loss, from_config
+from avlib.models.syncnet import contrastive_loss
+from avlib.sync.pairs import (FACE_STREAM, SYNCNET_STREAM, WINDOW, SyncPairs, draw_false_audio,
+                              lower_half, syncnet_video, vocalist_mel_windows)
+from avlib.train import History, Recipe, TrainConfig, train_recipe
 
 __all__ = [
-    "KINDS",
     "OFFICIAL",
     "MARGIN_PER_SQRT_DIM",
     "EXPERT_TARGET_EVAL_LOSS",
     "SyncRecipe",
+    "SyncNetRecipe",
+    "ExpertRecipe",
+    "VocaLiSTRecipe",
     "RECIPES",
-    "shared_video_batch",
+    "recipe_class",
     "default_margin",
     "weighted_f1",
     "vocalist_f1",
-    "build",
     "store_fingerprint",
     "syncnet_crop_size",
-    "product_name",
-    "product_config",
-    "make_evaluator",
-    "train_sync_model",
-    "find_sync_model",
+    "train",
+    "find_trained",
 ]
-
-KINDS = ("syncnet", "expert", "vocalist")
-#: The chapter that trains each kind (recorded in the product's metadata).
-PRODUCERS = {"syncnet": "02_syncnet", "expert": "02_syncnet", "vocalist": "03_vocalist"}
-#: Modules whose source is part of a trained model's product key.
-TRAIN_CODE = {
-    "syncnet": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.syncnet", "avlib.models.blocks"),
-    "expert": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.wav2lip", "avlib.models.blocks"),
-    "vocalist": ("avlib.sync.recipes", "avlib.sync.pairs", "avlib.models.vocalist"),
-}
 
 #: Published optimisation settings (spec §2.3, §3.4). SyncNet's training code was never released.
 OFFICIAL = {
     "syncnet": {"lr": None, "batch_size": None, "source": "not released (paper model differs, §1.1)"},
-    "expert": {"lr": 1e-4, "batch_size": 64, "eval_every": 10_000, "eval_batches": 1400,
-               "source": "Wav2Lip color_syncnet_train.py"},
+    "wav2lip_expert": {"lr": 1e-4, "batch_size": 64, "eval_every": 10_000,
+                       "eval_batches": 1400, "source": "Wav2Lip color_syncnet_train.py"},
     "vocalist": {"lr": 5e-5, "batch_size": 128, "source": "VocaLiST train_vocalist_lrs2.py"},
 }
 
@@ -121,6 +103,7 @@ def default_margin(emb_dim: int) -> float:
     if int(emb_dim) < 1:
         raise ValueError(f"emb_dim must be a positive integer, got {emb_dim!r}")
     return MARGIN_PER_SQRT_DIM * math.sqrt(int(emb_dim))
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,169 +155,176 @@ def vocalist_f1(logits, target) -> dict[str, float]:
 StepOutput = tuple[torch.Tensor, dict[str, float], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class SyncRecipe:
-    """How one sync model is trained.
+class SyncRecipe(Recipe):
+    """A sync network trained on pairs of a clip store's video and audio windows.
 
-    Attributes:
-        kind: ``"syncnet"``, ``"expert"`` or ``"vocalist"``.
-        model_name: registry name of the network (:data:`avlib.models.MODEL_REGISTRY`).
-        stream: the store's crop stream the model reads (``"syncnet"`` or ``"face96"``).
-        objective: one line for tables and plots.
+    Args:
+        store: the clip store (its ``train_split`` trains, its ``val_split`` validates).
+        config: the network's size (``model_class.config_class``); None = official.
+        batch_size: pairs per step (the papers' batches: half genuine on average; shared-video
+            batches: ``batch_size`` video windows, each with ``1 + negatives`` audio windows).
+        negatives: false audio windows per video window; 1 = the papers' batches.
+        val_batches: fixed validation batches of ``batch_size`` of the papers' pairs.
+        seed: initial weights and validation batches (the trainer's seed draws the batches).
+        val_split, train_split: store splits.
+
+    The network is the model ``"net"``; one Adam optimizer of the same name trains it.
     """
 
-    kind: str
-    model_name: str
-    stream: str
-    objective: str
+    model_class: ClassVar[type[torch.nn.Module]]
+    producer: ClassVar[str] = "02_syncnet"  #: the chapter that trains it
+    objective: ClassVar[str] = ""  #: one line for tables and plots
 
-    def batch(self, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
-              options: Mapping[str, Any]) -> dict:
-        """One training batch drawn as the paper drew it (see :mod:`avlib.sync.pairs`), or, with
-        ``options["negatives"] = m > 1``, a shared-video batch (:func:`shared_video_batch`)."""
-        if options.get("negatives", 1) > 1:
-            return shared_video_batch(self.kind, pairs, rng, batch_size, options)
-        if self.kind == "syncnet":
-            return pairs.syncnet_batch(rng, batch_size, max_shift=options["max_shift"],
-                                       min_shift=options["min_shift"])
-        if self.kind == "expert":
-            return pairs.expert_batch(rng, batch_size)
-        return pairs.vocalist_batch(rng, batch_size)
+    def __init__(self, store: ClipStore, config=None, *, batch_size: int = 32,
+                 negatives: int = 1, val_batches: int = 8, seed: int = 0,
+                 val_split: str = "val", train_split: str = "train"):
+        if int(batch_size) < 2:
+            raise ValueError(f"batch_size must be >= 2 (pairs of both labels), got {batch_size!r}")
+        if int(negatives) != negatives or negatives < 1:
+            raise ValueError(f"negatives must be a positive integer (1 = the papers' pairs), "
+                             f"got {negatives!r}")
+        if int(val_batches) < 1:
+            raise ValueError(f"val_batches must be >= 1, got {val_batches!r}")
+        config = self.model_class.config_class() if config is None else config
+        if not isinstance(config, self.model_class.config_class):
+            raise TypeError(f"{type(self).__name__} takes a {self.model_class.config_class.__name__},"
+                            f" got {type(config).__name__}")
+        self.store, self.config = store, config
+        self.batch_size, self.negatives = int(batch_size), int(negatives)
+        self.val_batches, self.seed = int(val_batches), int(seed)
+        self.val_split, self.train_split = val_split, train_split
+        self._pairs: dict[str, SyncPairs] = {}
 
-    def forward(self, model, batch: dict, options: Mapping[str, Any], device) -> StepOutput:
-        """``(loss, metrics, score)``: score (B,) is higher for pairs the model calls in sync
-        (negative distance, cosine, or logit)."""
-        if "audio_sets" in batch:
-            return self._forward_shared(model, batch, options, device)
-        y = batch["y"].to(device).float()
-        if self.kind == "syncnet":
-            audio, video = model(batch["mfcc"].to(device), batch["frames"].to(device))
-            loss = contrastive_loss(audio, video, y, options["margin"])
-            dist = torch.linalg.vector_norm(audio - video, dim=1).detach()
-            # A pair counts as "called genuine" when it is nearer than half the margin.
-            called = dist < options["margin"] / 2
-            metrics = {"acc": float((called == y.bool()).float().mean()),
-                       **_mean_by_label(dist, y, "dist")}
-            return loss, metrics, -dist
-        if self.kind == "expert":
-            audio, face = model(batch["mel"].to(device), batch["faces"].to(device))
-            loss = expert_loss(audio, face, y)
-            cos = F.cosine_similarity(audio, face, dim=1).detach()
-            metrics = {"acc": float(((cos > 0.5) == y.bool()).float().mean()),
-                       **_mean_by_label(cos, y, "cos")}
-            return loss, metrics, cos
-        logits = model(batch["faces"].to(device), batch["mel"].to(device))
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        z = logits.detach()
-        return loss, {"acc": float(((z > 0) == y.bool()).float().mean())}, z
+    # ---- identity --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Product name: ``sync_<registry name>`` (e.g. ``sync_syncnet``)."""
+        return f"sync_{self.model_class.registry_name}"
 
+    @property
+    def stream(self) -> str:
+        """The store's crop stream the network reads."""
+        return self.model_class.crop_stream
 
-    def _forward_shared(self, model, batch: dict, options: Mapping[str, Any], device) -> StepOutput:
-        """Loss of a shared-video batch: half on the B genuine pairs, half on the B m false ones,
-        each half with the paper's loss function, so the objective equals the paper's in
-        expectation (its batches are half genuine, half false)."""
-        audio_sets = batch["audio_sets"].to(device)  # (B, 1 + m, 1, H, W)
-        n, k = audio_sets.shape[:2]
-        flat = audio_sets.reshape(n * k, *audio_sets.shape[2:])
-        if self.kind == "vocalist":
-            # the video prenet runs once per video window; the transformer runs on every pair
-            video = model.video_tokens(batch["video"].to(device)).repeat_interleave(k, dim=0)
-            logits = model.forward_tokens(video, model.audio_tokens(flat)).view(n, k)
-            pos, neg = logits[:, 0], logits[:, 1:]
-            loss = 0.5 * (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                          + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
-            pos, neg = pos.detach(), neg.detach()
-            acc = 0.5 * float((pos > 0).float().mean() + (neg <= 0).float().mean())
-            return loss, {"acc": acc, "logit_pos": float(pos.mean()), "logit_neg": float(neg.mean())}, pos
-        if self.kind == "syncnet":
-            audio = model.forward_aud(flat)
-            video = model.forward_lip(batch["video"].to(device))
-        else:
-            audio, video = model(flat, batch["video"].to(device))
-        audio = audio.view(n, k, -1)
-        pos_a, neg_a = audio[:, 0], audio[:, 1:].reshape(n * (k - 1), -1)
-        neg_v = video.repeat_interleave(k - 1, dim=0)
-        ones, zeros = torch.ones(n, device=device), torch.zeros(n * (k - 1), device=device)
-        if self.kind == "syncnet":
-            loss = 0.5 * (contrastive_loss(pos_a, video, ones, options["margin"])
-                          + contrastive_loss(neg_a, neg_v, zeros, options["margin"]))
-            pos = torch.linalg.vector_norm(pos_a - video, dim=1).detach()
-            neg = torch.linalg.vector_norm(neg_a - neg_v, dim=1).detach()
-            half = options["margin"] / 2
-            acc = 0.5 * float((pos < half).float().mean() + (neg >= half).float().mean())
-            return loss, {"acc": acc, "dist_pos": float(pos.mean()), "dist_neg": float(neg.mean())}, -pos
-        loss = 0.5 * (expert_loss(pos_a, video, ones) + expert_loss(neg_a, neg_v, zeros))
-        pos = F.cosine_similarity(pos_a, video, dim=1).detach()
-        neg = F.cosine_similarity(neg_a, neg_v, dim=1).detach()
-        acc = 0.5 * float((pos > 0.5).float().mean() + (neg <= 0.5).float().mean())
-        return loss, {"acc": acc, "cos_pos": float(pos.mean()), "cos_neg": float(neg.mean())}, pos
+    def options(self) -> dict[str, Any]:
+        """Loss and sampling options beyond the common ones (part of the product key)."""
+        return {}
 
+    def key(self) -> dict:
+        """What besides the config and the training settings determines the weights."""
+        return {"batch_size": self.batch_size, "negatives": self.negatives,
+                "options": self.options(), "seed": self.seed, "train_split": self.train_split,
+                "val": {"split": self.val_split, "batches": self.val_batches},
+                "store": store_fingerprint(self.store)}
 
-def shared_video_batch(kind: str, pairs: SyncPairs, rng: np.random.Generator, batch_size: int,
-                       options: Mapping[str, Any]) -> dict:
-    """``batch_size`` video windows, each with its true audio window and ``m`` false ones.
+    def pairs(self, split: str) -> SyncPairs:
+        if split not in self._pairs:
+            try:
+                self._pairs[split] = SyncPairs(self.store, split=split)
+            except ValueError as err:
+                raise ValueError(f"cannot use split {split!r} for {self.name}: {err}") from None
+        return self._pairs[split]
 
-    The video stream is the expensive half of both networks (a 5-frame image stack against 0.2 s
-    of audio), so pairing each video window with ``m = options["negatives"]`` false audio windows
-    multiplies the false pairs per video pass by ``m`` for ``m`` extra passes of the cheap audio
-    encoder. The false audio windows are drawn the way each paper draws its false pairs:
+    # ---- the protocol ----------------------------------------------------------------------
+    def build(self) -> dict[str, torch.nn.Module]:
+        torch.manual_seed(self.seed)
+        return {"net": from_config(self.config)}
 
-    * ``syncnet``: the audio moved by ``min_shift..max_shift`` frames either way;
-    * ``expert``: another window of the same clip that does not overlap the video window
-      (upstream keeps the audio and moves the video; the pairs (video start, audio start) are the
-      same set of non-overlapping window pairs of the clip either way).
-    * ``vocalist``: any other window of the same clip, redrawn (up to 10 times) while it and the
-      true window are both silent, as VocaLiST's sampler does. The video *prenet* runs once per
-      video window; the cross-modal transformer, which scores each pair jointly, runs on all
-      ``1 + m`` pairs (it is the cheap part at the CPU sizes).
+    def batch(self, rng: np.random.Generator) -> dict:
+        pairs = self.pairs(self.train_split)
+        if self.negatives > 1:
+            return self.shared_batch(pairs, rng)
+        return self.paper_batch(pairs, rng, self.batch_size)
 
-    Returns ``{"video": (B, ...), "audio_sets": (B, 1 + m, 1, H, W)}`` (entry 0 = the true audio):
-    SyncNet video (B, 3, 5, S, S) raw 0-255 BGR with MFCC (13 x 20) audio; expert and VocaLiST
-    video (B, 15, 48, 96) in [0, 1] with Wav2Lip mel (80 x 16) or VocaLiST mel (80 x 16) audio.
-    """
-    m = int(options["negatives"])
-    videos, audio_sets = [], []
-    for _ in range(batch_size):
-        clip = pairs.clips[int(rng.integers(len(pairs.clips)))]
-        last = pairs.n_frames[clip] - WINDOW
-        f = int(rng.integers(0, last + 1))
-        if kind == "syncnet":
-            starts = [f + s for s in range(-options["max_shift"], options["max_shift"] + 1)
-                      if abs(s) >= options["min_shift"] and 0 <= f + s <= last]
-        elif kind == "vocalist":
-            starts = [g for g in range(last + 1) if g != f]
-        else:
-            starts = [g for g in range(last + 1) if abs(g - f) >= WINDOW]
-        if not starts:
-            raise ValueError(f"clip {clip!r} is too short for a false pair; train on clips of at "
-                             f"least {3 * WINDOW} frames (SyncPairs(min_frames=...))")
-        if kind == "vocalist":
-            video, audio = _vocalist_shared_item(pairs, rng, clip, f, starts, m)
+    def training_step(self, models, batch: dict, opt) -> dict[str, float]:
+        loss, metrics, _ = self.loss(models["net"], batch)
+        opt.step("net", loss)
+        return {"loss": float(loss.detach()), **metrics}
+
+    def validate(self, models) -> dict[str, float]:
+        """``val_loss`` (the loss over the fixed batches), ``val_acc`` and the recipe's own
+        ``val_*`` metrics, always on the papers' pairs (so curves compare across samplings)."""
+        net = models["net"]
+        device = next(net.parameters()).device
+        rng = np.random.default_rng(self.seed + _VAL_SEED_OFFSET)
+        pairs = self.pairs(self.val_split)
+        total, count, scores, labels, sums = 0.0, 0, [], [], {}
+        for _ in range(self.val_batches):
+            batch = self.paper_batch(pairs, rng, self.batch_size)
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss, metrics, score = self.loss(net, batch)
+            n = len(batch["y"])
+            total, count = total + float(loss) * n, count + n
+            scores.append(score.float().cpu().numpy())
+            labels.append(batch["y"].cpu().numpy())
+            for key, value in metrics.items():
+                if key != "acc" and np.isfinite(value):
+                    sums.setdefault(key, []).append(value)
+        s, y = np.concatenate(scores), np.concatenate(labels) > 0.5
+        out = {"val_loss": total / count, "val_acc": float(np.mean(self.called_in_sync(s) == y))}
+        out.update({f"val_{k}": float(np.mean(v)) for k, v in sums.items()})
+        out.update({f"val_{k}": v for k, v in self.score_metrics(s, y).items()})
+        return out
+
+    # ---- what each paper defines -------------------------------------------------------------
+    def paper_batch(self, pairs: SyncPairs, rng: np.random.Generator, n: int) -> dict:
+        """``n`` pairs drawn as the paper drew them (:mod:`avlib.sync.pairs`)."""
+        raise NotImplementedError
+
+    def loss(self, net, batch: dict) -> StepOutput:
+        """``(loss, metrics, score)`` of a papers' batch or a shared-video batch; ``score`` (B,)
+        is higher for pairs the network calls in sync."""
+        raise NotImplementedError
+
+    def called_in_sync(self, score: np.ndarray) -> np.ndarray:
+        """Which pairs the network calls in sync, from their scores."""
+        raise NotImplementedError
+
+    def false_starts(self, pairs: SyncPairs, clip: str, f: int) -> list[int]:
+        """Start frames of the false audio windows the paper pairs with video window ``f``."""
+        raise NotImplementedError
+
+    def shared_item(self, pairs: SyncPairs, rng, clip: str, f: int,
+                    starts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One video window and its audio windows: the true one first, then ``negatives``
+        false ones starting at frames drawn from ``starts``."""
+        raise NotImplementedError
+
+    def _choose(self, rng: np.random.Generator, starts: list[int]) -> np.ndarray:
+        return rng.choice(starts, size=self.negatives, replace=len(starts) < self.negatives)
+
+    def score_metrics(self, score: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Validation metrics computed from all the validation scores (default: none)."""
+        return {}
+
+    def shared_batch(self, pairs: SyncPairs, rng: np.random.Generator) -> dict:
+        """``batch_size`` video windows, each with its true audio window and ``negatives``
+        false ones: ``{"video": (B, ...), "audio_sets": (B, 1 + m, 1, H, W)}``."""
+        videos, audio_sets = [], []
+        for _ in range(self.batch_size):
+            clip = pairs.clips[int(rng.integers(len(pairs.clips)))]
+            f = int(rng.integers(0, pairs.n_frames[clip] - WINDOW + 1))
+            starts = self.false_starts(pairs, clip, f)
+            if not starts:
+                raise ValueError(f"clip {clip!r} is too short for a false pair; train on clips "
+                                 f"of at least {3 * WINDOW} frames (SyncPairs(min_frames=...))")
+            video, audio = self.shared_item(pairs, rng, clip, f, starts)
             videos.append(video)
             audio_sets.append(audio)
-            continue
-        chosen = rng.choice(starts, size=m, replace=len(starts) < m)
-        if kind == "syncnet":
-            videos.append(syncnet_video(pairs.store.frames(clip, SYNCNET_STREAM, f, WINDOW)))
-            feature = pairs.store.feature(clip, "syncnet_mfcc")
-            audio_sets.append(np.stack([A.mfcc_window(feature, int(a), at_end="pad") for a in (f, *chosen)]))
-        else:
-            videos.append(lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)))
-            feature = pairs.store.feature(clip, "wav2lip_mel")
-            audio_sets.append(np.stack([A.mel_window(feature, int(a), at_end="pad") for a in (f, *chosen)]))
-    return {"video": torch.from_numpy(np.stack(videos)),
-            "audio_sets": torch.from_numpy(np.stack(audio_sets)[:, :, None].astype(np.float32))}
+        return {"video": torch.from_numpy(np.stack(videos)),
+                "audio_sets": torch.from_numpy(np.stack(audio_sets)[:, :, None].astype(np.float32))}
+
+    @classmethod
+    def scorer(cls, net, device: str = "cpu", batch_size: int = 64):
+        """The :mod:`avlib.sync.protocol` scorer of a trained network."""
+        from avlib.sync.protocol import EmbeddingScorer
+
+        return EmbeddingScorer(net, batch_size=batch_size, device=device)
 
 
-def _vocalist_shared_item(pairs: SyncPairs, rng: np.random.Generator, clip: str, f: int,
-                          starts: list[int], m: int) -> tuple[np.ndarray, np.ndarray]:
-    """One video window of a VocaLiST shared-video batch: its lower-half faces and the mel
-    windows of its true audio and of ``m`` false ones. A false window is redrawn (up to 10 times,
-    as the official sampler does) while both it and the true window are silent."""
-    true = pairs.store.audio(clip, f, WINDOW, pad=True)
-    chunks = [true, *(draw_false_audio(rng, pairs.store, clip, true, starts) for _ in range(m))]
-    return (lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)),
-            vocalist_mel_windows(chunks)[:, 0].numpy())
+def _split_shared(audio_sets: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+    n, k = audio_sets.shape[:2]
+    return n, k, audio_sets.reshape(n * k, *audio_sets.shape[2:])
 
 
 def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str, float]:
@@ -346,51 +336,189 @@ def _mean_by_label(values: torch.Tensor, y: torch.Tensor, name: str) -> dict[str
     return out
 
 
-RECIPES: dict[str, SyncRecipe] = {
-    "syncnet": SyncRecipe("syncnet", SyncNet.registry_name, SYNCNET_STREAM,
-                          "contrastive loss on ||a - v|| (genuine vs time-shifted pairs)"),
-    "expert": SyncRecipe("expert", SyncNetColor.registry_name, FACE_STREAM,
-                         "BCE on cos(a, v) of ReLU'd, normalised embeddings"),
-    "vocalist": SyncRecipe("vocalist", VocaLiST.registry_name, FACE_STREAM,
-                           "BCE with logits on in-sync vs shifted windows"),
+class SyncNetRecipe(SyncRecipe):
+    """SyncNet: contrastive loss on ``||a - v||``, genuine vs time-shifted pairs.
+
+    Extra args: ``margin`` (default :func:`default_margin` of the embedding size), false pairs
+    move the audio by ``min_shift..max_shift`` frames either way. The config's ``img_size``
+    must equal the store's SyncNet crops (:func:`syncnet_crop_size`).
+    """
+
+    model_class = SyncNet
+    objective = "contrastive loss on ||a - v|| (genuine vs time-shifted pairs)"
+
+    def __init__(self, store, config=None, *, margin: float | None = None, max_shift: int = 15,
+                 min_shift: int = 2, **kwargs):
+        super().__init__(store, config, **kwargs)
+        crop = syncnet_crop_size(store)
+        if int(self.config.img_size) != crop:
+            raise ValueError(
+                f"SyncNet img_size={self.config.img_size} but the store's SyncNet crops are "
+                f"{crop}x{crop}; set img_size={crop} or preprocess with syncnet_size="
+                f"{self.config.img_size}")
+        if not 1 <= int(min_shift) <= int(max_shift):
+            raise ValueError(f"SyncNet false pairs need 1 <= min_shift <= max_shift, got "
+                             f"{min_shift}, {max_shift}")
+        self.margin = float(margin if margin is not None else default_margin(self.config.emb_dim))
+        self.max_shift, self.min_shift = int(max_shift), int(min_shift)
+
+    def options(self) -> dict[str, Any]:
+        return {"margin": self.margin, "max_shift": self.max_shift, "min_shift": self.min_shift}
+
+    def paper_batch(self, pairs, rng, n):
+        return pairs.syncnet_batch(rng, n, max_shift=self.max_shift, min_shift=self.min_shift)
+
+    def false_starts(self, pairs, clip, f):
+        last = pairs.n_frames[clip] - WINDOW
+        return [f + s for s in range(-self.max_shift, self.max_shift + 1)
+                if abs(s) >= self.min_shift and 0 <= f + s <= last]
+
+    def shared_item(self, pairs, rng, clip, f, starts):
+        chosen = self._choose(rng, starts)
+        video = syncnet_video(pairs.store.frames(clip, SYNCNET_STREAM, f, WINDOW))
+        feature = pairs.store.feature(clip, "syncnet_mfcc")
+        return video, np.stack([A.mfcc_window(feature, int(a), at_end="pad") for a in (f, *chosen)])
+
+    def loss(self, net, batch):
+        half = self.margin / 2  # a pair counts as "called genuine" when nearer than this
+        if "audio_sets" in batch:  # shared video: half on the genuine, half on the false pairs
+            n, k, flat = _split_shared(batch["audio_sets"])
+            audio = net.forward_aud(flat).view(n, k, -1)
+            video = net.forward_lip(batch["video"])
+            pos_a, neg_a = audio[:, 0], audio[:, 1:].reshape(n * (k - 1), -1)
+            neg_v = video.repeat_interleave(k - 1, dim=0)
+            ones, zeros = torch.ones(n, device=video.device), torch.zeros(len(neg_a), device=video.device)
+            loss = 0.5 * (contrastive_loss(pos_a, video, ones, self.margin)
+                          + contrastive_loss(neg_a, neg_v, zeros, self.margin))
+            pos = torch.linalg.vector_norm(pos_a - video, dim=1).detach()
+            neg = torch.linalg.vector_norm(neg_a - neg_v, dim=1).detach()
+            acc = 0.5 * float((pos < half).float().mean() + (neg >= half).float().mean())
+            return loss, {"acc": acc, "dist_pos": float(pos.mean()),
+                          "dist_neg": float(neg.mean())}, -pos
+        y = batch["y"].float()
+        audio, video = net(batch["mfcc"], batch["frames"])
+        loss = contrastive_loss(audio, video, y, self.margin)
+        dist = torch.linalg.vector_norm(audio - video, dim=1).detach()
+        metrics = {"acc": float(((dist < half) == y.bool()).float().mean()),
+                   **_mean_by_label(dist, y, "dist")}
+        return loss, metrics, -dist
+
+    def called_in_sync(self, score):
+        return -score < self.margin / 2
+
+
+class ExpertRecipe(SyncRecipe):
+    """The Wav2Lip expert: BCE on the cosine of the two normalised embeddings."""
+
+    model_class = Wav2LipExpert
+    objective = "BCE on cos(a, v) of ReLU'd, normalised embeddings"
+
+    def paper_batch(self, pairs, rng, n):
+        return pairs.expert_batch(rng, n)
+
+    def false_starts(self, pairs, clip, f):
+        # the expert's false pairs: another window of the same clip that does not overlap
+        return [g for g in range(pairs.n_frames[clip] - WINDOW + 1) if abs(g - f) >= WINDOW]
+
+    def shared_item(self, pairs, rng, clip, f, starts):
+        chosen = self._choose(rng, starts)
+        video = lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW))
+        feature = pairs.store.feature(clip, "wav2lip_mel")
+        return video, np.stack([A.mel_window(feature, int(a), at_end="pad") for a in (f, *chosen)])
+
+    def loss(self, net, batch):
+        if "audio_sets" in batch:
+            n, k, flat = _split_shared(batch["audio_sets"])
+            audio, video = net(flat, batch["video"])
+            audio = audio.view(n, k, -1)
+            pos_a, neg_a = audio[:, 0], audio[:, 1:].reshape(n * (k - 1), -1)
+            neg_v = video.repeat_interleave(k - 1, dim=0)
+            ones, zeros = torch.ones(n, device=video.device), torch.zeros(len(neg_a), device=video.device)
+            loss = 0.5 * (expert_loss(pos_a, video, ones) + expert_loss(neg_a, neg_v, zeros))
+            pos = F.cosine_similarity(pos_a, video, dim=1).detach()
+            neg = F.cosine_similarity(neg_a, neg_v, dim=1).detach()
+            acc = 0.5 * float((pos > 0.5).float().mean() + (neg <= 0.5).float().mean())
+            return loss, {"acc": acc, "cos_pos": float(pos.mean()),
+                          "cos_neg": float(neg.mean())}, pos
+        y = batch["y"].float()
+        audio, face = net(batch["mel"], batch["faces"])
+        loss = expert_loss(audio, face, y)
+        cos = F.cosine_similarity(audio, face, dim=1).detach()
+        metrics = {"acc": float(((cos > 0.5) == y.bool()).float().mean()),
+                   **_mean_by_label(cos, y, "cos")}
+        return loss, metrics, cos
+
+    def called_in_sync(self, score):
+        return score > 0.5
+
+
+class VocaLiSTRecipe(SyncRecipe):
+    """VocaLiST: BCE with logits on in-sync vs shifted-in-clip windows; validation adds both
+    F1s (:func:`vocalist_f1`)."""
+
+    model_class = VocaLiST
+    producer = "03_vocalist"
+    objective = "BCE with logits on in-sync vs shifted windows"
+
+    def paper_batch(self, pairs, rng, n):
+        return pairs.vocalist_batch(rng, n)
+
+    def false_starts(self, pairs, clip, f):
+        return [g for g in range(pairs.n_frames[clip] - WINDOW + 1) if g != f]
+
+    def shared_item(self, pairs, rng, clip, f, starts):
+        # each false window is redrawn (up to 10 times) while it and the true one are silent
+        true = pairs.store.audio(clip, f, WINDOW, pad=True)
+        chunks = [true, *(draw_false_audio(rng, pairs.store, clip, true, starts)
+                          for _ in range(self.negatives))]
+        return (lower_half(pairs.store.frames(clip, FACE_STREAM, f, WINDOW)),
+                vocalist_mel_windows(chunks)[:, 0].numpy())
+
+    def loss(self, net, batch):
+        if "audio_sets" in batch:
+            # the video prenet runs once per video window; the transformer on every pair
+            n, k, flat = _split_shared(batch["audio_sets"])
+            video = net.video_tokens(batch["video"]).repeat_interleave(k, dim=0)
+            logits = net.forward_tokens(video, net.audio_tokens(flat)).view(n, k)
+            pos, neg = logits[:, 0], logits[:, 1:]
+            loss = 0.5 * (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                          + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+            pos, neg = pos.detach(), neg.detach()
+            acc = 0.5 * float((pos > 0).float().mean() + (neg <= 0).float().mean())
+            return loss, {"acc": acc, "logit_pos": float(pos.mean()),
+                          "logit_neg": float(neg.mean())}, pos
+        y = batch["y"].float()
+        logits = net(batch["faces"], batch["mel"])
+        loss = F.binary_cross_entropy_with_logits(logits, y)
+        z = logits.detach()
+        return loss, {"acc": float(((z > 0) == y.bool()).float().mean())}, z
+
+    def called_in_sync(self, score):
+        return score > 0
+
+    def score_metrics(self, score, y):
+        return vocalist_f1(score, y)
+
+    @classmethod
+    def scorer(cls, net, device: str = "cpu", batch_size: int = 64):
+        from avlib.sync.protocol import PairScorer
+
+        return PairScorer(net, batch_size=4 * batch_size, device=device)
+
+
+#: The recipe of each sync network, by its registry name.
+RECIPES: dict[str, type[SyncRecipe]] = {
+    cls.model_class.registry_name: cls for cls in (SyncNetRecipe, ExpertRecipe, VocaLiSTRecipe)
 }
 
 
-def _recipe(kind: str) -> SyncRecipe:
-    if kind not in RECIPES:
-        raise ValueError(f"unknown sync model kind {kind!r}; choose one of {KINDS}")
-    return RECIPES[kind]
-
-
-def build(kind: str, seed: int | None = None, **size) -> torch.nn.Module:
-    """A fresh network of ``kind``; ``size`` goes to its constructor.
-
-    ``syncnet``: :class:`~avlib.models.SyncNet` (``width``, ``emb_dim``, ``img_size``);
-    ``expert``: :class:`~avlib.models.SyncNetColor` (``width``); ``vocalist``:
-    :class:`~avlib.models.VocaLiST` (``d_model``, ``prenet_widths``, ``n_layers``, ...).
-    No arguments give the official sizes. ``seed`` makes the initial weights reproducible.
-    """
-    recipe = _recipe(kind)
-    if seed is not None:
-        torch.manual_seed(int(seed))
-    return build_model({"name": recipe.model_name, "kwargs": dict(size)})
-
-
-def _options(kind: str, model: torch.nn.Module, margin: float | None, max_shift: int,
-             min_shift: int, negatives: int = 1) -> dict[str, Any]:
-    """The recipe's loss/sampling options (part of the product key)."""
-    if int(negatives) != negatives or negatives < 1:
-        raise ValueError(f"negatives must be a positive integer (1 = the papers' pairs), "
-                         f"got {negatives!r}")
-    # negatives=1 keeps the key of the papers' sampling unchanged
-    extra = {} if negatives == 1 else {"negatives": int(negatives)}
-    if kind != "syncnet":
-        return extra
-    if not 1 <= int(min_shift) <= int(max_shift):
-        raise ValueError(f"SyncNet false pairs need 1 <= min_shift <= max_shift, got {min_shift}, "
-                         f"{max_shift}")
-    return {"margin": float(margin if margin is not None else default_margin(model.emb_dim)),
-            "max_shift": int(max_shift), "min_shift": int(min_shift), **extra}
+def recipe_class(model_or_name) -> type[SyncRecipe]:
+    """The recipe class of a network, a network class or a registry name."""
+    name = model_or_name if isinstance(model_or_name, str) else getattr(
+        model_or_name, "registry_name", None)
+    if name not in RECIPES:
+        raise ValueError(f"no sync recipe for {model_or_name!r}; sync networks: {sorted(RECIPES)}")
+    return RECIPES[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,208 +547,32 @@ def syncnet_crop_size(store: ClipStore) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# Training as a product
 # ---------------------------------------------------------------------------------------------
-def product_name(kind: str) -> str:
-    """Artifact name of a trained sync model: ``sync_<kind>`` (folder under the artifacts root)."""
-    _recipe(kind)
-    return f"sync_{kind}"
+#: Training settings that do not change the weights (left out of the product key).
+_NOT_IN_KEY = ("device", "log_every", "ckpt_every")
 
 
-def product_config(kind: str, store: ClipStore, model_config: Mapping, train_cfg: TrainConfig,
-                   batch_size: int, options: Mapping, val_batches: int, val_split: str,
-                   train_split: str) -> dict:
-    """The key of a trained model: everything that determines its weights.
+def train(recipe: SyncRecipe, cfg: TrainConfig, policy: str, artifacts_root, *,
+          progress: bool = True) -> tuple[torch.nn.Module, History, Path]:
+    """Train (or load) ``recipe``'s network; record it as the current one of its name.
 
-    The device is left out (a model trained on a GPU is the same product as on the CPU, up to
-    float rounding), and so are logging intervals that do not change the weights.
+    Returns ``(net in eval mode on the CPU, history, product folder)``. See
+    :func:`avlib.train.train_recipe` for the key and the policies.
     """
-    train_fields = dataclasses.asdict(train_cfg)
-    for name in ("device", "log_every", "ckpt_every"):
-        train_fields.pop(name, None)
-    return {
-        "kind": kind,
-        "model": {"name": model_config["name"], "kwargs": dict(model_config.get("kwargs") or {})},
-        "train": train_fields,
-        "batch_size": int(batch_size),
-        "options": dict(options),
-        "val": {"split": val_split, "batches": int(val_batches)},
-        "train_split": train_split,
-        "store": store_fingerprint(store),
-    }
+    models, history, folder = train_recipe(recipe, cfg, policy, artifacts_root,
+                                           producer=recipe.producer, extra_key=recipe.key(),
+                                           progress=progress, not_in_key=_NOT_IN_KEY)
+    record_current(artifacts_root, recipe.name, folder)
+    return models["net"], history, folder
 
 
-def _fixed_batches(recipe: SyncRecipe, pairs: SyncPairs, seed: int, n_batches: int,
-                   batch_size: int, options: Mapping) -> Iterator[dict]:
-    """The same ``n_batches`` batches on every call (drawn from one fixed seed)."""
-    rng = np.random.default_rng(seed)
-    for _ in range(n_batches):
-        yield recipe.batch(pairs, rng, batch_size, options)
-
-
-def make_evaluator(kind: str, store: ClipStore, batch_size: int, n_batches: int = 8,
-                   seed: int = 0, split: str = "val", options: Mapping | None = None,
-                   device: str = "cpu") -> Callable[[torch.nn.Module], dict]:
-    """``evaluate(model) -> metrics`` on fixed validation batches of ``split``.
-
-    Metrics: ``val_loss`` (the recipe's loss averaged over the batches), ``val_acc``; SyncNet:
-    ``val_dist_pos`` / ``val_dist_neg`` (mean distance of genuine / false pairs); expert:
-    ``val_cos_pos`` / ``val_cos_neg``; VocaLiST: ``val_f1`` (logits > 0) and
-    ``val_f1_official`` (logits > 0.5, upstream's quirk). The model is called under
-    ``torch.no_grad`` in eval mode by :class:`avlib.train.Trainer`.
-    """
-    recipe = _recipe(kind)
-    if int(n_batches) < 1:
-        raise ValueError(f"n_batches must be >= 1, got {n_batches!r}")
-    try:
-        pairs = SyncPairs(store, split=split)
-    except ValueError as err:
-        raise ValueError(f"cannot validate {kind} on split {split!r}: {err}") from None
-    # validation always draws the papers' pairs, whatever the training batches were
-    opts = {k: v for k, v in dict(options or {}).items() if k != "negatives"}
-
-    def evaluate(model: torch.nn.Module) -> dict:
-        losses, weights, scores, labels, sums = [], [], [], [], {}
-        for batch in _fixed_batches(recipe, pairs, seed + _VAL_SEED_OFFSET, n_batches, batch_size, opts):
-            loss, metrics, score = recipe.forward(model, batch, opts, device)
-            n = len(batch["y"])
-            losses.append(float(loss) * n)
-            weights.append(n)
-            scores.append(score.float().cpu().numpy())
-            labels.append(batch["y"].numpy())
-            for key, value in metrics.items():
-                if key != "acc" and np.isfinite(value):
-                    sums.setdefault(key, []).append(value)
-        y = np.concatenate(labels)
-        s = np.concatenate(scores)
-        out = {"val_loss": sum(losses) / sum(weights)}
-        out.update({f"val_{k}": float(np.mean(v)) for k, v in sums.items()})
-        if kind == "syncnet":
-            out["val_acc"] = float(np.mean((-s < opts["margin"] / 2) == (y > 0.5)))
-        elif kind == "expert":
-            out["val_acc"] = float(np.mean((s > 0.5) == (y > 0.5)))
-        else:
-            out["val_acc"] = float(np.mean((s > 0) == (y > 0.5)))
-            out.update({f"val_{k}": v for k, v in vocalist_f1(s, y).items()})
-        return out
-
-    return evaluate
-
-
-def _current_path(kind: str, artifacts_root) -> Path:
-    return Path(artifacts_root) / product_name(kind) / "current.json"
-
-
-def train_sync_model(
-    kind: str,
-    store: ClipStore,
-    model_kwargs: Mapping | None,
-    train_cfg: TrainConfig,
-    batch_size: int,
-    policy: str,
-    artifacts_root,
-    *,
-    margin: float | None = None,
-    max_shift: int = 15,
-    min_shift: int = 2,
-    negatives: int = 1,
-    val_batches: int = 8,
-    val_split: str = "val",
-    train_split: str = "train",
-    progress: bool = True,
-) -> tuple[torch.nn.Module, History, Path]:
-    """Train (or load) a sync model of ``kind`` on the store's ``train_split``.
-
-    Args:
-        kind: ``"syncnet"``, ``"expert"`` or ``"vocalist"``.
-        store: the clip store (its ``train`` and ``val`` splits are used).
-        model_kwargs: constructor arguments (see :func:`build`); ``None`` = official size. For
-            SyncNet ``img_size`` defaults to the store's crop size and must match it.
-        train_cfg: optimisation settings (:class:`avlib.train.TrainConfig`); its ``seed`` also
-            seeds the initial weights and the validation batches.
-        batch_size: pairs per step (half genuine, half false on average).
-        policy: ``"load"``, ``"train"`` or ``"auto"`` (:func:`avlib.artifacts.produce_or_load`).
-        artifacts_root: the chapter's artifacts root.
-        margin: SyncNet's contrastive margin (default :func:`default_margin` of the embedding size).
-        max_shift, min_shift: SyncNet false pairs move the audio by ``min_shift..max_shift``
-            frames either way.
-        negatives: false pairs per video window. 1 = the papers' batches (half genuine, half
-            false pairs, each with its own video window); m > 1 = shared-video batches
-            (:func:`shared_video_batch`): each video window with its true audio and m false audio
-            windows, the two halves of the loss weighted equally. Validation always uses the
-            papers' pairs, so ``val_loss`` is comparable either way.
-        val_batches: fixed validation batches of ``batch_size`` pairs per evaluation.
-        val_split, train_split: store splits to validate and train on.
-        progress: show the training progress bar.
-
-    Returns:
-        ``(model, history, folder)``: the model in eval mode on the CPU, its
-        :class:`avlib.train.History` (train loss per logged step; ``val_*`` metrics per
-        evaluation) and the product folder (``model.safetensors``/``.json``, ``history.json``,
-        ``artifact.json``). The folder is also recorded as the current model of ``kind``
-        (:func:`find_sync_model`).
-    """
-    recipe = _recipe(kind)
-    if int(batch_size) < 2:
-        raise ValueError(f"batch_size must be >= 2 (pairs of both labels), got {batch_size!r}")
-    kwargs = dict(model_kwargs or {})
-    if kind == "syncnet":
-        crop = syncnet_crop_size(store)
-        kwargs.setdefault("img_size", crop)
-        if int(kwargs["img_size"]) != crop:
-            raise ValueError(
-                f"SyncNet img_size={kwargs['img_size']} but the store's SyncNet crops are "
-                f"{crop}x{crop}; set img_size={crop} or preprocess with syncnet_size="
-                f"{kwargs['img_size']}")
-    probe = build(kind, **kwargs)  # validates the arguments and gives the normalised config
-    options = _options(kind, probe, margin, max_shift, min_shift, negatives)
-    config = product_config(kind, store, probe.config, train_cfg, batch_size, options,
-                            val_batches, val_split, train_split)
-    del probe
-
-    def make_model() -> torch.nn.Module:
-        return build(kind, seed=train_cfg.seed, **kwargs)
-
-    def fit(model: torch.nn.Module, workdir: Path) -> History:
-        try:
-            pairs = SyncPairs(store, split=train_split)
-        except ValueError as err:
-            raise ValueError(f"cannot train {kind} on split {train_split!r}: {err}") from None
-        device = train_cfg.device
-
-        def sample(rng: np.random.Generator) -> dict:
-            return recipe.batch(pairs, rng, batch_size, options)
-
-        def step(m: torch.nn.Module, batch: dict):
-            loss, metrics, _ = recipe.forward(m, batch, options, device)
-            return loss, {k: v for k, v in metrics.items() if np.isfinite(v)}
-
-        evaluate = make_evaluator(kind, store, batch_size, val_batches, train_cfg.seed, val_split,
-                                  options, device)
-        trainer = Trainer(model, sample, step, train_cfg, workdir, evaluate=evaluate)
-        return trainer.fit(progress=progress)
-
-    # The recipe, the pair sampler and the network determine the weights: editing them retrains.
-    model, history, folder = train_or_load(product_name(kind), config, make_model, fit, policy,
-                                           artifacts_root, producer=PRODUCERS[kind],
-                                           code=TRAIN_CODE[kind])
-    atomic_write_json(_current_path(kind, artifacts_root), {"path": str(Path(folder).resolve())})
-    return model, history, folder
-
-
-def find_sync_model(kind: str, artifacts_root) -> tuple[torch.nn.Module, History, Path]:
-    """The model of ``kind`` last trained or loaded by :func:`train_sync_model` under this
-    artifacts root: ``(model in eval mode on the CPU, history, folder)``."""
-    from avlib.checkpoints import load_checkpoint
-
-    pointer = _current_path(kind, artifacts_root)
-    if not pointer.is_file():
-        raise FileNotFoundError(
-            f"no trained {kind} under {artifacts_root}; run chapter 02_syncnet with the same "
-            "profile first (avlib book run --only 02_syncnet)")
-    folder = Path(json.loads(pointer.read_text())["path"])
-    model, _ = load_checkpoint(folder / "model")
+def find_trained(name: str, artifacts_root) -> tuple[torch.nn.Module, History, Path]:
+    """The network last trained or loaded by :func:`train` under this artifacts root, by product
+    name (``"sync_syncnet"``, ``"sync_wav2lip_expert"``, ``"sync_vocalist"``, ...):
+    ``(network in eval mode on the CPU, history, folder)``."""
+    producers = {f"sync_{k}": v.producer for k, v in RECIPES.items()}
+    folder = find_current(artifacts_root, name, producer=producers.get(name))
+    net, _ = load_checkpoint(folder / "net")
     history = History(**json.loads((folder / "history.json").read_text()))
-    return model, history, folder
-
-
+    return net, history, folder
