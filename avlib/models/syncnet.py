@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +38,18 @@ def _lip_spatial_size(img_size: int) -> int:
     s = out(s, 3, 2, 1)  # max-pool 7
     s = out(s, 3, 2, 0)  # max-pool 17 (convs 8, 11, 14 keep the size)
     return max(s, 0)
+
+
+def lip_windows(frames: np.ndarray, count: int | None = None) -> torch.Tensor:
+    """The lip stream's input: frames (T, H, W, 3) uint8 **BGR** -> the ``count`` (default
+    ``T - 4``) windows starting at frames 0, 1, ... as (count, 3, 5, H, W) float32, raw 0-255,
+    channels then time, as syncnet_python's ``imtv[:, :, i:i+5]``."""
+    count = len(frames) - NUM_FRAMES + 1 if count is None else int(count)
+    if count < 1 or len(frames) < count + NUM_FRAMES - 1:
+        raise ValueError(f"{len(frames)} frames hold no {count} windows of {NUM_FRAMES} frames")
+    x = torch.from_numpy(np.ascontiguousarray(frames[: count + NUM_FRAMES - 1])).float()
+    windows = x.permute(3, 0, 1, 2).unfold(1, NUM_FRAMES, 1)  # (3, count, H, W, 5)
+    return windows.permute(1, 0, 4, 2, 3).contiguous()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +62,33 @@ def _audio_layout(c):
         (c(512), 3, 1, 0, False),  # 12: 512 x 1 x 1
         (c(512), 1, 1, 0, False),  # 13: 512 x 1 x 1
     ]
+
+
+CROP = 96  #: side of the face crops the expert (and VocaLiST) read
+
+
+def face_halves(frames: np.ndarray) -> np.ndarray:
+    """The face stream's per-frame input: (T, 96, 96, 3) uint8 **BGR** crops -> (T, 3, 48, 96)
+    float32 lower halves (rows 48-95) in [0, 1], channels first.
+
+    Computed as float64 / 255 then rounded to float32, like upstream's numpy division followed by
+    ``torch.FloatTensor``. :func:`face_windows` stacks five of them into the network's input.
+    Shared by the Wav2Lip expert, the Wav2Lip generator's sync loss and VocaLiST.
+    """
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[1:] != (CROP, CROP, 3) or arr.dtype != np.uint8:
+        raise ValueError(f"expected (T, {CROP}, {CROP}, 3) uint8 BGR face crops, got "
+                         f"{arr.shape} {arr.dtype}")
+    return (arr[:, CROP // 2:].transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+
+
+def face_windows(halves, starts) -> torch.Tensor:
+    """Five consecutive lower halves from each start, frame-major: ``halves`` (T, 3, 48, 96)
+    (array or tensor), ``starts`` (B,) -> (B, 15, 48, 96) (f0 B,G,R, f1 B,G,R, ...)."""
+    halves = torch.as_tensor(halves)
+    index = torch.as_tensor(starts, dtype=torch.long)[:, None] + torch.arange(5)
+    windows = halves[index]  # (B, 5, 3, 48, 96)
+    return windows.reshape(windows.shape[0], 15, *halves.shape[2:])
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import torch
 
 from avlib import audio as A
 from avlib.data.store import ClipStore
+from avlib.models.syncnet import lip_windows
+from avlib.models.wav2lip import face_halves, face_windows
 
 WINDOW = A.SYNC_WINDOW_FRAMES  # 5 video frames
 FACE_STREAM = "face96"
@@ -34,15 +36,15 @@ RMS_SILENT = 0.01
 
 
 def lower_half(frames: np.ndarray) -> np.ndarray:
-    """(5, 96, 96, 3) uint8 BGR faces -> (15, 48, 96) float32 in [0, 1]: rows 48-95 of each frame,
-    channels frame-major (f0 B, G, R, f1 B, G, R, ...), as the Wav2Lip expert and VocaLiST expect."""
-    half = frames[:, frames.shape[1] // 2:, :, :].astype(np.float32) / 255.0
-    return np.ascontiguousarray(half.transpose(0, 3, 1, 2).reshape(-1, *half.shape[1:3]))
+    """(5, 96, 96, 3) uint8 BGR faces -> (15, 48, 96) float32 in [0, 1]: one window of the face
+    stream (:func:`avlib.models.wav2lip.face_halves` and ``face_windows``)."""
+    return face_windows(face_halves(frames), [0])[0].numpy()
 
 
 def syncnet_video(frames: np.ndarray) -> np.ndarray:
-    """(5, S, S, 3) uint8 BGR -> (3, 5, S, S) float32 raw 0-255, syncnet_python's lip input."""
-    return np.ascontiguousarray(frames.astype(np.float32).transpose(3, 0, 1, 2))
+    """(5, S, S, 3) uint8 BGR -> (3, 5, S, S) float32 raw 0-255: one window of SyncNet's lip
+    stream (:func:`avlib.models.syncnet.lip_windows`)."""
+    return lip_windows(frames, 1)[0].numpy()
 
 
 class SyncPairs:

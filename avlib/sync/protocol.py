@@ -55,6 +55,8 @@ from avlib.audio import (
     vocalist_mel,
     wav2lip_mel,
 )
+from avlib.models.syncnet import lip_windows
+from avlib.models.wav2lip import face_halves, face_windows
 
 __all__ = [
     "DEFAULT_VSHIFT",
@@ -214,16 +216,6 @@ def _inference(model):
 # ---------------------------------------------------------------------------------------------
 # Window tensors
 # ---------------------------------------------------------------------------------------------
-def _syncnet_video_batch(chunk: np.ndarray, count: int) -> torch.Tensor:
-    """Frames ``(count + 4, H, W, 3)`` uint8 -> ``count`` windows ``(count, 3, 5, H, W)`` float32.
-
-    Raw 0-255 values, channels then time, as syncnet_python's ``imtv[:, :, i:i+5]``.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(chunk[: count + SYNC_WINDOW_FRAMES - 1])).float()
-    windows = x.permute(3, 0, 1, 2).unfold(1, SYNC_WINDOW_FRAMES, 1)  # (3, count, H, W, 5)
-    return windows.permute(1, 0, 4, 2, 3).contiguous()
-
-
 def _mfcc_batch(mfcc: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """MFCC ``(13, M)`` -> windows ``start .. stop-1`` as ``(B, 1, 13, 20)`` (columns 4i .. 4i+19)."""
     cols = (
@@ -237,22 +229,9 @@ def _mfcc_batch(mfcc: torch.Tensor, start: int, stop: int) -> torch.Tensor:
 
 
 def lower_half_faces(frames: np.ndarray) -> np.ndarray:
-    """Lower halves of 96x96 BGR crops, channels first, in [0, 1]: (T, 96, 96, 3) -> (T, 3, 48, 96).
-
-    Stacking 5 consecutive rows gives the (15, 48, 96) frame-major input of the Wav2Lip expert and
-    VocaLiST (f0 B,G,R, f1 B,G,R, ...). Computed as float64 / 255 then rounded to float32, like
-    upstream's numpy division followed by ``torch.FloatTensor``.
-    """
-    arr = _check_frames(frames, "lower_half_faces", EXPERT_CROP)
-    half = arr[:, EXPERT_CROP // 2 :, :, :].transpose(0, 3, 1, 2)
-    return (half / 255.0).astype(np.float32)
-
-
-def _stack_face_windows(halves: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-    """``halves`` (T, 3, 48, 96), window starts (B,) -> (B, 15, 48, 96) frame-major."""
-    index = starts[:, None] + torch.arange(SYNC_WINDOW_FRAMES)
-    windows = halves[index]  # (B, 5, 3, 48, 96)
-    return windows.reshape(windows.shape[0], 3 * SYNC_WINDOW_FRAMES, *halves.shape[2:])
+    """Lower halves of 96x96 BGR crops, channels first, in [0, 1]: (T, 96, 96, 3) -> (T, 3, 48, 96)
+    (:func:`avlib.models.wav2lip.face_halves`, after this module's input checks)."""
+    return face_halves(_check_frames(frames, "lower_half_faces", EXPERT_CROP))
 
 
 def _mel_windows(mel: np.ndarray, n_windows: int) -> np.ndarray:
@@ -396,7 +375,7 @@ def _embed_syncnet(
     video_feats, audio_feats = [], []
     with _inference(model):
         for start, stop, chunk in chunks:
-            video = _syncnet_video_batch(chunk, stop - start).to(device)
+            video = lip_windows(chunk, stop - start).to(device)
             audio = _mfcc_batch(mfcc, start, stop).to(device)
             video_feats.append(model.forward_lip(video).float().cpu())
             audio_feats.append(model.forward_aud(audio).float().cpu())
@@ -629,7 +608,7 @@ class EmbeddingScorer:
         with _inference(self.model):
             for start in range(0, n, self.batch_size):
                 stop = min(n, start + self.batch_size)
-                faces = _stack_face_windows(halves, torch.arange(start, stop)).to(self.device)
+                faces = face_windows(halves, torch.arange(start, stop)).to(self.device)
                 audio_emb, face_emb = self.model(mels[start:stop].to(self.device), faces)
                 video_feats.append(face_emb.float().cpu())
                 audio_feats.append(audio_emb.float().cpu())
@@ -742,13 +721,13 @@ class PairScorer:
         video_tokens, audio_tokens = [], []
         for start in range(0, n, self.batch_size):
             stop = min(n, start + self.batch_size)
-            faces = _stack_face_windows(halves, torch.arange(start, stop)).to(self.device)
+            faces = face_windows(halves, torch.arange(start, stop)).to(self.device)
             video, audio = self.model.prenets(faces, mels[start:stop].to(self.device))
             video_tokens.append(video)
             audio_tokens.append(audio)
         # The zero window needs a face partner for prenets(); its video tokens are discarded.
         _, zero_audio = self.model.prenets(
-            _stack_face_windows(halves, torch.zeros(1, dtype=torch.long)).to(self.device),
+            face_windows(halves, torch.zeros(1, dtype=torch.long)).to(self.device),
             mels[n:].to(self.device),
         )
         audio_tokens.append(zero_audio)
@@ -780,7 +759,7 @@ class PairScorer:
                 if tokens is not None:
                     output = self.model.forward_tokens(tokens[0][rows_t[part]], tokens[1][audio_t[part]])
                 else:
-                    faces = _stack_face_windows(halves, rows_t[part]).to(self.device)
+                    faces = face_windows(halves, rows_t[part]).to(self.device)
                     output = self.model(faces, mels[audio_t[part]].to(self.device))
                 scores[rows[part], cols[part]] = self._logits(output, len(rows[part]))
         return scores
