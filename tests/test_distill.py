@@ -12,11 +12,9 @@ from avlib.artifacts import ArtifactMissing
 from avlib.sync.distill import DistillRecipe, MTDLoss, layer_map, relation_kl, relation_log_probs
 from avlib.models import VocaLiST, VocaLiSTConfig
 from avlib.models.vocalist import future_mask, time_folded_weight
-from avlib.data.store import ClipStore, StoreWriter
+from avlib.data.store import ClipStore
 from avlib.train import Optimizers, TrainConfig
 
-SPF = 640
-T = 20  # frames per toy clip (>= 15 for SyncPairs)
 TEACHER = {"d_model": 16, "prenet_widths": [4, 4, 8, 8, 16], "n_layers": 2, "n_heads": 4}
 STUDENT = {"d_model": 8, "prenet_widths": [2, 2, 4, 4, 8], "n_layers": 1, "n_heads": 4}
 
@@ -42,28 +40,9 @@ def _batch(seed: int, n: int = 4) -> dict:
             "y": torch.tensor([1.0, 0.0] * (n // 2))}
 
 
-# --------------------------------------------------------------------------- a tiny store
-def _write(writer: StoreWriter, clip_id: str, split: str, seed: int) -> None:
-    """A clip whose lower face brightens with each frame's loudness: a learnable sync cue."""
-    rng = np.random.default_rng(seed)
-    gains = rng.uniform(0.02, 0.6, T)
-    wav = (rng.standard_normal(T * SPF) * gains.repeat(SPF)).clip(-1, 1).astype(np.float32)
-    faces = np.full((T, 96, 96, 3), 90, np.uint8)
-    faces[:, 48:] = (40 + 300 * gains).clip(0, 255).astype(np.uint8)[:, None, None, None]
-    meta = {"dataset": "corpus", "split": split, "speaker": f"s{seed % 2}", "transcript": "toy",
-            "extra": {"kind": "grid", "shift_frames": 0}}
-    writer.write_clip(clip_id, meta, {"face96": faces}, wav, orders={"face96": "bgr"})
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ClipStore:
-    root = tmp_path_factory.mktemp("store")
-    writer = StoreWriter(root)
-    for i in range(2):
-        _write(writer, f"grid/train{i}", "train", seed=i)
-    _write(writer, "grid/val0", "val", seed=10)
-    writer.finalize()
-    return ClipStore(root)
+def store(toy_sync_store) -> ClipStore:
+    return toy_sync_store
 
 
 # --------------------------------------------------------------------------- q/k/v and relations

@@ -28,15 +28,13 @@ def _shapes_at(module: torch.nn.Sequential, indices, *inputs) -> dict[int, tuple
 
 
 @pytest.fixture(scope="module")
-def syncnet():
-    torch.manual_seed(0)
-    return SyncNet().eval()
+def syncnet(official_model):
+    return official_model("syncnet")
 
 
 @pytest.fixture(scope="module")
-def expert():
-    torch.manual_seed(0)
-    return Wav2LipExpert().eval()
+def expert(official_model):
+    return official_model("wav2lip_expert")
 
 
 # --------------------------------------------------------------------------- SyncNet

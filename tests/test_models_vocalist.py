@@ -13,7 +13,6 @@ from avlib.models import (
     VocaLiST,
     count_parameters,
     future_mask,
-    mtd_vocalist,
     sinusoidal_table,
 )
 from avlib.models.vocalist import PackedMultiheadAttention, SinusoidalPositions
@@ -26,15 +25,13 @@ def _tiny(**overrides) -> VocaLiST:
 
 
 @pytest.fixture(scope="module")
-def official():
-    torch.manual_seed(0)
-    return VocaLiST().eval()
+def official(official_model):
+    return official_model("vocalist")
 
 
 @pytest.fixture(scope="module")
-def student():
-    torch.manual_seed(0)
-    return mtd_vocalist().eval()
+def student(official_model):
+    return official_model("mtd_vocalist")
 
 
 # --------------------------------------------------------------------------- sizes and keys

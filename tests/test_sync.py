@@ -483,11 +483,6 @@ def test_embedding_scorer_needs_a_kind():
         sync.EmbeddingScorer(nn.Linear(2, 2), kind="cosine")
 
 
-def test_scorers_follow_the_protocol(small_syncnet):
-    assert isinstance(sync.EmbeddingScorer(small_syncnet), sync.SyncScorer)
-    assert isinstance(sync.PairScorer(nn.Identity()), sync.SyncScorer)
-
-
 # --------------------------------------------------------------------------- evaluate_sync, tables
 class PresetScorer:
     """Toy scorer: clip k (written in frame 0's pixels) predicts the offsets preset for it."""
@@ -529,6 +524,21 @@ def test_evaluate_sync_per_clip_and_groups():
     assert table.loc["seen", 5] == pytest.approx(75.0)  # mean of 100 % and 50 %, in percent
     assert table.loc["unseen", 5] == pytest.approx(100.0)
     assert result.n_clips == {"seen": 2, "unseen": 1}
+
+
+def test_a_scorer_that_always_finds_the_truth_scores_100_percent():
+    # every window's best candidate is the clip's true offset, whatever the offset: the protocol
+    # must then report 100 % in every group and at every context, and find every clip's offset
+    offsets = {1: 0, 2: -3, 3: 5, 4: -15}
+    scorer = PresetScorer({k: [v] * 12 for k, v in offsets.items()})
+    clips = [(f"c{k}", *preset_clip(k, 12), v, "seen" if k < 3 else "unseen")
+             for k, v in offsets.items()]
+    result = sync.evaluate_sync(scorer, clips, contexts=(5, 9, 15), progress=False,
+                                keep_scores=True)
+    assert (result.table.to_numpy() == 100.0).all()
+    assert list(result.table.index) == ["seen", "unseen"]
+    for clip_id, scores in result.scores.items():
+        assert sync.predicted_offsets(scores).tolist() == [offsets[int(clip_id[1:])]] * 12
 
 
 def test_evaluate_sync_rejects_bad_clips():

@@ -11,16 +11,15 @@ import torch
 
 from avlib import sync
 from avlib.artifacts import ArtifactMissing
-from avlib.audio import syncnet_mfcc, vocalist_mel, wav2lip_mel
 from avlib.models import (SyncNetConfig, VocaLiSTConfig, Wav2LipExpert, Wav2LipExpertConfig,
                           expert_loss, from_config)
 from avlib.models.syncnet import contrastive_loss
 from avlib.data.store import ClipStore, StoreWriter
 from avlib.train import TrainConfig
 
+from conftest import TOY_FRAMES as T, TOY_SYNCNET_SIZE as SYNCNET_SIZE
+
 SPF = 640
-T = 24  # frames per toy clip (>= 15 for SyncPairs)
-SYNCNET_SIZE = 56  # smallest comfortable SyncNet crop (>= 51)
 TINY = {
     "syncnet": SyncNetConfig(width=0.0625, emb_dim=16, img_size=SYNCNET_SIZE),
     "wav2lip_expert": Wav2LipExpertConfig(width=0.0625),
@@ -41,45 +40,9 @@ def _net(name):
     return from_config(TINY[name])
 
 
-# --------------------------------------------------------------------------- a tiny store
-def _toy_clip(seed: int, shift: int = 0) -> tuple[dict, np.ndarray]:
-    """Crops whose lower half brightens with the loudness of each frame's audio (delayed by
-    ``shift`` frames in the audio): a learnable, clip-specific sync cue."""
-    rng = np.random.default_rng(seed)
-    gains = rng.uniform(0.02, 0.6, T + abs(shift))
-    audio_gains = np.roll(gains, shift)[:T] if shift else gains[:T]
-    wav = (rng.standard_normal(T * SPF) * audio_gains.repeat(SPF)).clip(-1, 1).astype(np.float32)
-    level = (40 + 300 * gains[:T]).clip(0, 255).astype(np.uint8)
-
-    def crops(size: int) -> np.ndarray:
-        img = np.full((T, size, size, 3), 90, np.uint8)
-        img[:, size // 2 :, :, :] = level[:, None, None, None]
-        return img
-
-    return {"face96": crops(96), "syncnet": crops(SYNCNET_SIZE)}, wav
-
-
-def _write(writer: StoreWriter, clip_id: str, split: str, kind: str, seed: int, shift: int = 0):
-    streams, wav = _toy_clip(seed, shift)
-    features = {"wav2lip_mel": wav2lip_mel(wav), "vocalist_mel": vocalist_mel(wav),
-                "syncnet_mfcc": syncnet_mfcc(wav)}
-    meta = {"dataset": "corpus", "split": split, "speaker": f"s{seed % 3}", "transcript": "toy",
-            "extra": {"kind": kind, "shift_frames": shift}}
-    writer.write_clip(clip_id, meta, streams, wav, features, orders={"face96": "bgr", "syncnet": "bgr"})
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ClipStore:
-    root = tmp_path_factory.mktemp("store")
-    writer = StoreWriter(root)
-    for i in range(3):
-        _write(writer, f"grid/train{i}", "train", "grid", seed=i)
-    _write(writer, "grid/val0", "val", "grid", seed=10)
-    _write(writer, "grid/test0", "test", "grid", seed=20)
-    _write(writer, "grid/unseen0", "test_unseen", "grid", seed=30)
-    _write(writer, "sync/test/shifted", "test", "sync", seed=40, shift=3)
-    writer.finalize()
-    return ClipStore(root)
+def store(toy_sync_store) -> ClipStore:
+    return toy_sync_store
 
 
 @pytest.fixture(autouse=True, scope="module")
