@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.avlib-installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test venv unit smoke smoke-book run build clean distclean benchmarks
+.PHONY: book test venv unit smoke smoke-book run build clean distclean benchmarks gpu-check
 
 book: venv
 	$(PY) -m avlib.book run --profile $(PROFILE)
@@ -41,6 +41,15 @@ run: venv
 
 build: venv
 	$(PY) -m avlib.book build --profile $(PROFILE)
+
+# Every chapter at small sizes on CUDA with bf16 autocast (profiles/gpucheck.yml), <= 10 min.
+# Needs a CUDA build of torch in the venv (see README, "Run on a GPU machine").
+gpu-check: venv
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	  'make gpu-check needs a visible CUDA GPU and a CUDA build of torch; this venv has torch ' \
+	  + torch.__version__ + '; see the README, Run on a GPU machine')"
+	$(PY) -m avlib.book run --profile gpucheck --force --no-progress
+	$(PY) -m avlib.book build --profile gpucheck
 
 benchmarks: venv
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

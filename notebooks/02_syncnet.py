@@ -85,6 +85,7 @@ chapter_t0 = time.perf_counter()
 profile = "cpu"  # the profile whose values these are (injected by the runner)
 seed = 0  # initial weights, training batches and validation batches
 device = "cpu"  # "cuda" trains and evaluates on a GPU
+precision = "auto"  # "fp32", "bf16", or "auto": bf16 autocast on CUDA, fp32 on the CPU
 artifacts_root = None  # None: $AVLIB_ARTIFACTS or _build/artifacts/<profile>/
 data_root = None  # None: chapter 01's clip store; else a store folder
 ckpt_policy = "auto"  # load: reuse trained models; train: retrain; auto: train when missing
@@ -290,6 +291,7 @@ Code("\n".join(inspect.getsource(f) for f in (sync.SyncRecipe.training_step,
 
 # %%
 syncnet_cfg = TrainConfig(steps=syncnet_steps, lr=syncnet_lr, eval_every=eval_every,
+                          precision=precision,
                           ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                           time_limit_s=syncnet_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()
@@ -320,6 +322,7 @@ print(f"weights: {syncnet_dir}")
 
 # %%
 expert_cfg = TrainConfig(steps=expert_steps, lr=expert_lr, eval_every=eval_every,
+                         precision=precision,
                          ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                          time_limit_s=expert_time_limit_s, lr_schedule=lr_schedule)
 t0 = time.perf_counter()

@@ -82,6 +82,7 @@ t_start = time.perf_counter()
 profile = "cpu"  # the profile whose values these are (injected by the runner)
 seed = 0  # initial weights, training batches and the clips shown
 device = "cpu"  # where training and evaluation run ("cuda" on the gpu profile)
+precision = "auto"  # "fp32", "bf16", or "auto": bf16 autocast on CUDA, fp32 on the CPU
 artifacts_root = None  # None: $AVLIB_ARTIFACTS or _build/artifacts/<profile>/
 data_root = None  # None: the clip store of chapter 01; else a store folder
 ckpt_policy = "auto"  # load: reuse trained models; train: retrain; auto: train when missing
@@ -320,6 +321,7 @@ pd.Series((after - before).abs().amax(dim=-1)[0].numpy(),
 # %%
 def train_cfg(steps):
     return TrainConfig(steps=steps, lr=lr, eval_every=eval_every, ckpt_every=eval_every,
+                       precision=precision,
                        log_every=10, seed=seed, device=device, lr_schedule=lr_schedule)
 
 
