@@ -301,7 +301,8 @@ class Recipe:
     def training_step(self, models: dict[str, torch.nn.Module], batch: dict,
                       opt: "Optimizers") -> dict[str, float]:
         """Forward passes and ``opt.step(name, loss)`` for each update; returns the metrics of
-        the step, among them ``"loss"``."""
+        the step, among them ``"loss"``: the same names at every step, NaN for one that is
+        undefined on a batch (it is left out of the logged means)."""
         raise NotImplementedError
 
     def validate(self, models: dict[str, torch.nn.Module]) -> dict[str, float]:
@@ -652,12 +653,18 @@ class Trainer:
         """Metrics averaged over the processes, and whether any process wants to stop."""
         if self.world_size == 1:
             return metrics, stop
+        # A metric can be undefined on one process's shard (NaN: e.g. a mean over genuine pairs
+        # when the shard holds none): average over the processes where it is defined.
         keys = sorted(metrics)
-        values = torch.tensor([metrics[k] for k in keys] + [float(stop)], dtype=torch.float64,
-                              device=self.device)
+        finite = [math.isfinite(metrics[k]) for k in keys]
+        values = torch.tensor([metrics[k] if ok else 0.0 for k, ok in zip(keys, finite)]
+                              + [float(ok) for ok in finite] + [float(stop)],
+                              dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(values)
         values = values.tolist()
-        return {k: v / self.world_size for k, v in zip(keys, values)}, values[-1] > 0
+        sums, counts = values[:len(keys)], values[len(keys):2 * len(keys)]
+        means = {k: (v / c if c else float("nan")) for k, v, c in zip(keys, sums, counts)}
+        return means, values[-1] > 0
 
     def fit(self, progress: bool = True) -> History:
         """Train up to ``cfg.steps`` steps (resuming if possible); returns the history."""
@@ -689,9 +696,10 @@ class Trainer:
             over = bool(cfg.time_limit_s) and self.seconds > cfg.time_limit_s
             metrics, over = self._reduce(metrics, over)
             for k, v in metrics.items():
-                self._running.setdefault(k, []).append(v)
+                if math.isfinite(v):  # undefined on this batch (NaN): left out of the mean
+                    self._running.setdefault(k, []).append(v)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                means = {k: float(np.mean(v)) for k, v in self._running.items()}
+                means = {k: float(np.mean(v)) for k, v in self._running.items() if v}
                 self.history.train.append({"step": self.step, "seconds": round(self.seconds, 2),
                                            **means})
                 self._log("train", means)
