@@ -1,6 +1,8 @@
 """One plotting style for the whole book, and the players readers use to watch and listen.
 
-Figures use :func:`figure` (consistent sizes, a perceptual colormap, no top/right spines);
+Figures use :func:`figure` (consistent sizes, a perceptual colormap, no top/right spines) and
+:func:`model_style` (one colour, marker and label per model across chapters); tables for the
+reader go through :func:`table` (integers print as integers);
 frames are shown with :func:`show_frames`; audio and video are embedded with :func:`audio_player`
 and :func:`video_player`, and :func:`frame_scrubber` gives an ipywidgets slider over a clip.
 """
@@ -19,6 +21,29 @@ COLORS = {"audio": "#2b6f9e", "mouth": "#c0445a", "truth": "#333333", "pred": "#
           "seen": "#2b6f9e", "unseen": "#c0445a"}
 WIDTH = 8.0  # inches: the text width of the book's pages
 
+#: One colour, marker, line style and label per model, used by every chapter and figure (the
+#: Okabe-Ito colour-blind-safe palette; grey and black are kept for baselines and ceilings).
+MODEL_STYLES = {
+    "syncnet": {"color": "#0072B2", "marker": "o", "linestyle": "-", "label": "SyncNet"},
+    "wav2lip_expert": {"color": "#D55E00", "marker": "s", "linestyle": "-",
+                       "label": "Wav2Lip expert"},
+    "vocalist": {"color": "#009E73", "marker": "^", "linestyle": "-", "label": "VocaLiST"},
+    "mtd_vocalist": {"color": "#CC79A7", "marker": "D", "linestyle": "-",
+                     "label": "MTDVocaLiST"},
+    "mtd_vocalist_scratch": {"color": "#CC79A7", "marker": "v", "linestyle": "--",
+                             "label": "MTDVocaLiST size, from scratch"},
+    "wav2lip": {"color": "#E69F00", "marker": "P", "linestyle": "-", "label": "Wav2Lip"},
+    "vcagan": {"color": "#56B4E9", "marker": "X", "linestyle": "-", "label": "VCA-GAN"},
+    "syncvsr": {"color": "#8C510A", "marker": "h", "linestyle": "-", "label": "SyncVSR"},
+    "mmab": {"color": "#332288", "marker": "*", "linestyle": "-", "label": "MMAB"},
+    "audio_oracle": {"color": "#000000", "marker": "", "linestyle": "--",
+                     "label": "audio oracle (ceiling)"},
+    "chance": {"color": "#999999", "marker": "", "linestyle": ":", "label": "chance"},
+}
+#: Other spellings of the same models (product names, paper spellings).
+MODEL_ALIASES = {"expert": "wav2lip_expert", "lipsync_expert": "wav2lip_expert",
+                 "mtdvocalist": "mtd_vocalist", "vca_gan": "vcagan", "oracle": "audio_oracle"}
+
 _STYLE = {
     "figure.dpi": 110,
     "savefig.dpi": 110,
@@ -34,6 +59,72 @@ _STYLE = {
     "legend.frameon": False,
     "image.cmap": CMAP,
 }
+
+
+def _model_key(name: str) -> str:
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    key = MODEL_ALIASES.get(key, key)
+    if key not in MODEL_STYLES:
+        raise KeyError(f"no style for model {name!r}; known: {sorted(MODEL_STYLES)} "
+                       f"(aliases {sorted(MODEL_ALIASES)}); add it to plotting.MODEL_STYLES")
+    return key
+
+
+def model_style(name: str, **overrides) -> dict:
+    """Matplotlib keyword arguments (``color``, ``marker``, ``linestyle``, ``label``) of a model.
+
+    ``ax.plot(x, y, **plotting.model_style("syncnet"))``; ``overrides`` replace or add keys
+    (``label="SyncNet, seen speakers"``, ``marker=""``). Unknown names raise ``KeyError``.
+    """
+    return {**MODEL_STYLES[_model_key(name)], **overrides}
+
+
+def model_color(name: str) -> str:
+    """The colour of a model (see :data:`MODEL_STYLES`)."""
+    return MODEL_STYLES[_model_key(name)]["color"]
+
+
+def model_label(name: str) -> str:
+    """The display name of a model (see :data:`MODEL_STYLES`)."""
+    return MODEL_STYLES[_model_key(name)]["label"]
+
+
+def number(value) -> str:
+    """A number as a reader should see it: integers as integers (``1422``, ``12,000``), floats
+    with four significant digits (``0.8956``, ``181.1``, ``5.7``); anything else with ``str``."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not np.isfinite(v):
+            return str(v)
+        if abs(v) >= 10_000:
+            return f"{v:,.0f}"
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.2e}"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def table(data, name: str = "value", index_name: str | None = None):
+    """A table for display in which integers print as integers and floats at four significant
+    digits, whatever the column's dtype (a pandas column mixing ints and floats would print
+    ``12.000``). ``data``: a DataFrame, a Series or a mapping (one column called ``name``)."""
+    import pandas as pd
+
+    if isinstance(data, dict):
+        data = pd.Series(data, name=name, dtype=object)
+    if isinstance(data, pd.Series):
+        data = data.to_frame(name=data.name if data.name is not None else name)
+    out = data.copy().astype(object)
+    for col in out.columns:
+        out[col] = [number(v) if isinstance(v, (int, float, np.number)) else v
+                    for v in data[col].tolist()]
+    if index_name is not None:
+        out.index.name = index_name
+    return out
 
 
 def use_style() -> None:

@@ -142,3 +142,131 @@ def test_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make book" in readme
+
+
+# --------------------------------------------------------------------------------------------
+# Readability of the chapters (issue 10): setup and results in one call each, code that fits
+# the page, captioned figures, a hint or solution for every exercise.
+# --------------------------------------------------------------------------------------------
+#: Chapters not yet moved to a rule below. The lead is rewriting 02/03 and will convert them;
+#: the check runs as a strict xfail, so it fails as soon as a listed chapter passes: then
+#: delete the chapter from the list.
+PENDING = {
+    "88 columns": {"02_syncnet", "03_vocalist"},
+    "exercise dropdowns": {"02_syncnet", "03_vocalist"},
+    "figure captions": {"02_syncnet", "03_vocalist"},
+    "chapter setup and metrics": {"02_syncnet", "03_vocalist"},
+}
+MAX_COLUMNS = 88
+
+
+def _chapters_for(rule: str):
+    return [pytest.param(c, marks=pytest.mark.xfail(
+                strict=True, reason=f"{c.name} is not yet converted ({rule}); see PENDING"))
+            if c.name in PENDING[rule] else c
+            for c in CHAPTERS]
+
+
+def _sections(nb) -> dict[str, list]:
+    """'## ' heading (lower case) -> the cells from that heading to the next one."""
+    sections, current = {}, None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    current = line[3:].strip().lower()
+                    sections[current] = []
+        if current is not None:
+            sections[current].append(cell)
+    return sections
+
+
+def _section(nb, prefix: str) -> list:
+    hits = [cells for title, cells in _sections(nb).items() if title.startswith(prefix)]
+    assert hits, f"no '## {prefix.title()}' section"
+    return hits[0]
+
+
+def long_lines(chapter) -> list[str]:
+    """Code-cell lines wider than MAX_COLUMNS, as 'path:line: (width) text'."""
+    nb = jupytext.read(chapter.path)
+    source = chapter.path.read_text().splitlines()
+    found = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            if len(line) > MAX_COLUMNS:
+                number = next((i + 1 for i, s in enumerate(source) if s == line), "?")
+                found.append(f"{chapter.path.name}:{number}: ({len(line)}) {line.strip()}")
+    return found
+
+
+@pytest.mark.parametrize("chapter", _chapters_for("88 columns"), ids=lambda c: c.name)
+def test_code_fits_88_columns(chapter):
+    long = long_lines(chapter)
+    assert not long, (f"{len(long)} code line(s) wider than {MAX_COLUMNS} columns (markdown "
+                      "may be longer):\n" + "\n".join(long))
+
+
+@pytest.mark.parametrize("chapter", _chapters_for("exercise dropdowns"), ids=lambda c: c.name)
+def test_every_exercise_has_a_hint_or_solution(chapter):
+    nb = jupytext.read(chapter.path)
+    text = "\n".join(c.source for c in _section(nb, "exercises") if c.cell_type == "markdown")
+    lines = text.splitlines()
+    items = [i for i, line in enumerate(lines) if re.match(r"^\d+\.\s", line)]
+    assert items, "the Exercises section lists its exercises as '1. ...'"
+    dropdown = re.compile(r"^\s*(:{3,}|`{3,})\{dropdown\}|^\s*:class:.*\bdropdown\b")
+    for k, start in enumerate(items):
+        end = items[k + 1] if k + 1 < len(items) else len(lines)
+        assert any(dropdown.search(line) for line in lines[start:end]), (
+            f"exercise {k + 1} ({lines[start][:50]!r}...) has no hint or solution in a "
+            "dropdown after it (:::{dropdown} Hint ... :::, indented under the item)")
+
+
+def _figure_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and "plotting.save(" in c.source]
+
+
+@pytest.mark.parametrize("chapter", _chapters_for("figure captions"), ids=lambda c: c.name)
+def test_figures_are_captioned_and_named(chapter):
+    nb = jupytext.read(chapter.path)
+    for cell in _figure_cells(nb):
+        fig = cell.metadata.get("mystnb", {}).get("figure", {})
+        first = cell.source.strip().splitlines()[0]
+        assert fig.get("caption"), f"figure cell {first!r} has no mystnb.figure.caption"
+        assert re.fullmatch(rf"fig-{chapter.name[:2]}-[a-z0-9-]+", fig.get("name", "")), (
+            f"figure cell {first!r}: name it 'fig-{chapter.name[:2]}-<what>' so that text can "
+            "{numref} it")
+
+
+def test_figure_names_are_unique_across_the_book():
+    names = [c.metadata["mystnb"]["figure"]["name"] for ch in CHAPTERS
+             for c in _figure_cells(jupytext.read(ch.path))
+             if c.metadata.get("mystnb", {}).get("figure", {}).get("name")]
+    assert len(names) == len(set(names)), f"figure names repeat: {sorted(names)}"
+
+
+@pytest.mark.parametrize("chapter", _chapters_for("chapter setup and metrics"),
+                         ids=lambda c: c.name)
+def test_chapter_setup_and_results_in_one_call_each(chapter):
+    nb = jupytext.read(chapter.path)
+    cells = nb.cells
+    (p,) = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    after = next(c for c in cells[p + 1:] if c.cell_type == "code")
+    assert re.match(r"\s*ch = book\.chapter\(", after.source), \
+        "the cell after the parameters cell starts with ch = book.chapter(...)"
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert "resolve_artifacts_root" not in code, "book.chapter resolves the artifacts root"
+    assert not re.search(r"""["']metrics["']\s*\)?\s*/""", code), \
+        "metrics are written by ch.save_metrics(...), not by hand"
+    results = [c for c in _section(nb, "results") if c.cell_type == "code"]
+    assert any(re.search(r"\bsave_metrics\(", c.source) for c in results), \
+        "the Results section holds the headline table: ch.save_metrics(...) returns it"
+
+
+def test_jupytext_keeps_tags_and_figure_metadata():
+    config = tomllib.loads((ROOT / "jupytext.toml").read_text())
+    kept = config["cell_metadata_filter"].split(",")
+    assert "tags" in kept and "mystnb" in kept, \
+        "cell_metadata_filter must keep 'tags' (hide-input) and 'mystnb' (figure captions)"
