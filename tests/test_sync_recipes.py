@@ -349,6 +349,38 @@ def test_negatives_option_is_validated_and_keyed(store, tmp_path):
     assert {"val_loss", "val_cos_pos", "val_cos_neg"} <= set(hist.eval[-1])
 
 
+def test_vocalist_near_shift_false_windows(store):
+    with pytest.raises(ValueError, match="negatives > 1"):
+        _recipe("vocalist", store, near_shift=0.5)
+    with pytest.raises(ValueError, match="share"):
+        _recipe("vocalist", store, negatives=2, near_shift=1.5)
+    paper = _recipe("vocalist", store, negatives=2)
+    near = _recipe("vocalist", store, negatives=2, near_shift=1.0, near_min=2, near_max=3)
+    assert paper.options() == {} and near.options()["near_shift"] == 1.0
+
+    class Recorder:  # which start frames the false windows came from
+        def __init__(self, store):
+            self.store, self.starts = store, []
+
+        def audio(self, clip, start, count, pad=False):
+            self.starts.append(start)
+            return self.store.audio(clip, start, count, pad=pad)
+
+        def frames(self, *args):
+            return self.store.frames(*args)
+
+    class Pairs:
+        pass
+
+    pairs = Pairs()
+    pairs.store, pairs.clips = Recorder(store), ["grid/train0"]
+    pairs.n_frames = {"grid/train0": store.n_frames("grid/train0")}
+    starts = near.false_starts(pairs, "grid/train0", 10)
+    near.shared_item(pairs, np.random.default_rng(0), "grid/train0", 10, starts)
+    true, *false = pairs.store.starts
+    assert true == 10 and false and all(2 <= abs(g - 10) <= 3 for g in false)
+
+
 def test_vocalist_shared_batch_scores_pairs_as_the_full_network_does(store):
     model = _net("vocalist").eval()
     recipe = _recipe("vocalist", store, batch_size=3, negatives=2)
@@ -384,7 +416,7 @@ def test_vocalist_shared_batch_redraws_silent_false_windows(tmp_path):
 
     starts = [g for g in range(36) if g != 2]
     recipe = sync.VocaLiSTRecipe.__new__(sync.VocaLiSTRecipe)  # no store needed for one item
-    recipe.negatives = 20
+    recipe.negatives, recipe.near_shift, recipe.near_min, recipe.near_max = 20, 0.0, 2, 5
     _, mels = recipe.shared_item(Pairs(), np.random.default_rng(0), "c", 2, starts)
     assert mels.shape == (21, 80, 16)
     # the true window (0) is silent, so every false window was redrawn until it held sound
