@@ -13,17 +13,35 @@ product.
 - ``"auto"``: load when present, produce otherwise.
 
 A product directory appears only complete: it is built in a temporary sibling and renamed.
+
+This module also owns what every writer of the project shares:
+
+- **atomic writes** (:func:`atomic_write_bytes`, :func:`atomic_write_text`,
+  :func:`atomic_write_json`, and :func:`atomic_path` for writers that need a path): a hidden
+  owner-tagged temporary in the destination folder (:func:`temp_path`), flushed, given the
+  mode of a plainly created file (``0o666 & ~umask``) and renamed. :func:`is_stale_temp` tells
+  whether a leftover temporary's owner is dead, so a sweep never deletes a live run's file;
+- **folder locks** (:func:`folder_lock`, ``flock``): one process at a time where needed;
+- **current products** (:func:`record_current`, :func:`find_current`): which folder of a
+  product a chapter last made or loaded, for later chapters.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+from avlib.cli import EXIT_BUSY
 
 ARTIFACTS_ENV = "AVLIB_ARTIFACTS"
 POLICIES = ("load", "train", "auto")
@@ -77,27 +95,245 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, make_parents: bool = True) -> Path:
-    """Write ``text`` (UTF-8, LF line ends) to ``path`` through a temporary file in the same
-    folder and a rename, so readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    elif not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: the one place where files are written through a temporary and a rename
+# ---------------------------------------------------------------------------------------------
+#: This machine in temporary names (letters, digits and '-'), so that a later run can tell
+#: whether the process that made a temporary is still alive (:func:`is_stale_temp`).
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+#: Age after which a temporary of another machine (whose process cannot be asked) is stale.
+STALE_TEMP_SECONDS = 3600.0
+# ".<name>.<host>.<pid>.<10 hex>.tmp<suffix>" (files, this module) or
+# ".tmp.<host>.<pid>.<10 hex>.<name>" / ".old.<host>.<pid>.<10 hex>.<name>" (store folders).
+_TEMP_RE = re.compile(
+    r"^\.(?:(?:tmp|old)\.(?P<h1>[A-Za-z0-9-]+)\.(?P<p1>\d+)\.[0-9a-f]{10}\..+"
+    r"|.*\.(?P<h2>[A-Za-z0-9-]+)\.(?P<p2>\d+)\.[0-9a-f]{10}\.tmp(?:\.[^.]*)?)$", re.S)
+
+
+def temp_path(final: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A fresh hidden name next to ``final`` that records its owner:
+    ``.<name>.<host>.<pid>.<random>.tmp<suffix>`` (``suffix`` defaults to ``final``'s, so tools
+    that pick a format by extension, ffmpeg, soundfile, ``np.save``, write the right one). Nothing
+    is created."""
+    final = Path(final)
+    suffix = final.suffix if suffix is None else suffix
+    stem = final.name[:100]  # file names are limited to 255 bytes
+    return final.with_name(f".{stem}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:10]}.tmp{suffix}")
+
+
+def temp_owner(path: str | os.PathLike) -> tuple[str, int] | None:
+    """``(host, pid)`` of the process that made a temporary named by :func:`temp_path` (or by
+    the clip store), None for any other name."""
+    match = _TEMP_RE.match(Path(path).name)
+    if match is None:
+        return None
+    host = match.group("h1") or match.group("h2")
+    return host, int(match.group("p1") or match.group("p2"))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (True when it cannot be told)."""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale_temp(path: str | os.PathLike, max_age_s: float = STALE_TEMP_SECONDS) -> bool:
+    """True when a temporary may be deleted: its owner on this machine is dead, or it is older
+    than ``max_age_s`` (owners on other machines, and untagged names, cannot be asked). A
+    temporary of this very process is never stale."""
+    path = Path(path)
+    owner = temp_owner(path)
+    if owner is not None and owner[0] == HOST:
+        if owner[1] == os.getpid():
+            return False
+        if not pid_alive(owner[1]):
+            return True
+    try:
+        return time.time() - path.lstat().st_mtime > max_age_s
+    except FileNotFoundError:
+        return False
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it is racy)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary without ever raising: a failed cleanup must not hide the error that
+    caused it (the caller re-raises that one)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _publish(tmp: Path, final: Path, fsync: bool) -> None:
+    """Give ``tmp`` the mode a plainly created file or folder would have (``0o666`` / ``0o777``
+    minus the umask: ``mkstemp`` and ``mkdtemp`` make them private), flush it, rename it."""
+    folder = tmp.is_dir()
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~current_umask())
+    if fsync and not folder:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, final)
+
+
+def _named_for_user(err: OSError, tmp: Path, final: Path) -> OSError:
+    """The same OS error naming ``final`` instead of the hidden temporary the user never saw (or
+    instead of nothing: a failed ``write`` to an open file names no file)."""
+    if err.errno is None:
+        return err
+    if err.filename is None:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+            return err
+    elif Path(os.fsdecode(err.filename)) != tmp:
+        return err
+    try:
+        renamed = type(err)(err.errno, err.strerror, str(final))
+    except TypeError:
+        return err
+    return renamed
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, *, suffix: str | None = None, make_parents: bool = True,
+                fsync: bool = True) -> Iterator[Path]:
+    """Write ``final`` through a temporary path, for writers that need a path (safetensors,
+    ``np.save``, soundfile, ffmpeg)::
+
+        with atomic_path(out / "clip.mp4") as tmp:
+            run_ffmpeg(..., tmp)
+
+    On success the temporary gets the mode ``0o666 & ~umask`` (like any new file), is flushed
+    to disk and renamed onto ``final``: readers see the old file or the new one, never half of
+    one. On any failure it is removed (a failing removal never hides the original error) and
+    ``final`` is untouched; OS errors about the temporary are re-raised naming ``final``.
+    A folder written at the temporary path is published the same way.
+
+    Raises FileNotFoundError (``make_parents=False`` and no folder) or IsADirectoryError
+    (``final`` is a folder) before anything is written.
+    """
+    final = Path(final)
+    if make_parents:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    elif not final.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {final}: folder {final.parent} does not "
+                                "exist (create it first)", str(final.parent))
+    if final.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {final}: it is a folder; give a file path",
+                                str(final))
+    tmp = temp_path(final, suffix)
+    try:
+        yield tmp
+        if not os.path.lexists(tmp):
+            raise FileNotFoundError(errno.ENOENT, f"the writer of {final} produced no file", str(tmp))
+        _publish(tmp, final, fsync)
+    except OSError as err:
+        _discard(tmp)
+        renamed = _named_for_user(err, tmp, final)
+        if renamed is err:
+            raise
+        raise renamed from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, make_parents: bool = True,
+                       fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`); returns ``path``."""
+    path = Path(path)
+    with atomic_path(path, make_parents=make_parents, fsync=fsync) as tmp:
+        # O_EXCL: the name is fresh; the kernel applies the umask to 0o666 itself.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
     return path
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_text(path: str | os.PathLike, text: str, make_parents: bool = True) -> Path:
+    """Write ``text`` (UTF-8, line ends as given) to ``path`` atomically; returns ``path``."""
+    return atomic_write_bytes(path, text.encode("utf-8"), make_parents)
+
+
+def atomic_write_json(path: str | os.PathLike, obj, *, make_parents: bool = True, indent: int | None = 2,
+                      default=str) -> Path:
+    """Write ``obj`` as sorted, indented JSON (one trailing newline) atomically; returns ``path``.
+    ``default`` turns what JSON does not know into something it does (``str`` by default)."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, default=default, allow_nan=False) + "\n"
+    return atomic_write_text(path, text, make_parents)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks: one process at a time in a folder
+# ---------------------------------------------------------------------------------------------
+class Busy(RuntimeError):
+    """Another process holds the lock of a folder (``exit_code``: :data:`avlib.cli.EXIT_BUSY`)."""
+
+    exit_code = EXIT_BUSY
+
+
+@contextlib.contextmanager
+def folder_lock(lock_file: str | os.PathLike, *, blocking: bool = True, what: str | None = None
+                ) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created if needed) for the ``with`` block.
+
+    ``blocking=False`` raises :class:`Busy` at once when another process holds it, naming that
+    process (host, pid, start time, read from the file) and ``what`` is locked. The lock goes
+    with the process: a killed holder never leaves a stale lock. Two ``with`` blocks of one
+    process also exclude each other (each opens the file anew). Without ``fcntl`` (Windows) no
+    lock is taken. On network file systems ``flock`` works across machines only where the
+    client emulates it with POSIX locks (Linux NFSv3/v4 clients do; some others lock locally).
+    """
+    lock_file = Path(lock_file)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise Busy(f"{what or lock_file.parent} is in use by another process ({holder}); wait "
+                       f"for it to finish, or use another folder") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"host {HOST} pid {os.getpid()} since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk must not stop a lock that is already held
+        yield
+    finally:
+        os.close(fd)
 
 
 def source_hash(modules: tuple[str, ...] | list[str]) -> str:
@@ -174,6 +410,8 @@ def produce_or_load(name: str, config: dict, produce: Callable[[Path], dict | No
                   "seconds": round(time.perf_counter() - t0, 2),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(tmp / _DONE, record)
+        # mkdtemp makes the folder private (0o700); the product gets a plain folder's mode.
+        os.chmod(tmp, 0o777 & ~current_umask())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -235,7 +473,7 @@ def find_current(root: str | os.PathLike, name: str, *, producer: str | None = N
     if not folder.is_dir():
         raise FileNotFoundError(f"the current {name!r} product {folder} (recorded in {pointer}) "
                                 f"is gone{hint}")
-    if record.get("complete", True) and not is_complete(folder):
+    if record.get("complete", False) and not is_complete(folder):
         raise FileNotFoundError(f"the current {name!r} product {folder} is incomplete (no {_DONE})"
                                 f"{hint}")
     return folder

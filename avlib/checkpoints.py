@@ -24,7 +24,7 @@ import inspect
 import json
 import os
 import pickle
-import tempfile
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,9 @@ import torch
 from safetensors.torch import load_file as _load_safetensors
 from safetensors.torch import save_file as _save_safetensors
 from torch import nn
+
+from avlib.artifacts import atomic_path, atomic_write_json
+from avlib.cli import EXIT_INPUT
 
 
 WRAPPER_KEYS = ("state_dict", "model", "net")  # checked in this order
@@ -45,13 +48,19 @@ _MAX_LISTED = 5
 class CheckpointMismatch(RuntimeError):
     """The checkpoint's keys or shapes do not fit the model."""
 
+    exit_code = EXIT_INPUT  # on the command line: the weights given cannot be used
+
 
 class UnsafeCheckpointError(ValueError):
     """The file holds pickled objects other than tensors and plain containers."""
 
+    exit_code = EXIT_INPUT
+
 
 class CorruptCheckpointError(ValueError):
     """The file is empty, truncated or not a PyTorch checkpoint at all."""
+
+    exit_code = EXIT_INPUT
 
 
 @dataclass
@@ -115,16 +124,21 @@ def read_official(path: str | os.PathLike) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "global" not in str(err).lower():  # not a refused class: bytes that are no pickle
+        message = str(err).lower()
+        # A refused class or function is unsafe; anything else ("Unsupported operand 110") is
+        # bytes that are no pickle.
+        refused = ("global", "unrecognized function", "unsupported class")
+        if not any(word in message for word in refused):
             raise CorruptCheckpointError(
                 f"{path} is not a readable PyTorch checkpoint: it is empty, truncated or another "
                 f"kind of file (torch said: {_unpickler_reason(err)})") from err
+        refused = _refused_global(err)
+        what = f"the Python object {refused}" if refused else "Python objects other than tensors"
         raise UnsafeCheckpointError(
-            f"{path} contains pickled Python objects other than tensors, so it was refused "
-            "(loading it would run code from the file). Official checkpoints hold only tensors "
-            "and plain containers: check that this is the file you meant. If you trust it, "
-            "extract its state dict in a separate session and pass the dict to load_official. "
-            f"torch said: {_unpickler_reason(err)}"
+            f"{path} was refused: unpickling it needs {what}, and loading such a file could run "
+            "code from it. Official checkpoints hold only tensors and plain containers: check that "
+            "this is the file you meant. If you trust it, extract its state dict in a separate "
+            "session and pass the dict to load_official."
         ) from err
     except (EOFError, RuntimeError, KeyError, ValueError, AttributeError, IndexError) as err:
         size = path.stat().st_size
@@ -132,6 +146,25 @@ def read_official(path: str | os.PathLike) -> object:
             f"{path} ({size} bytes) is not a readable PyTorch checkpoint: it is empty, truncated "
             f"or another kind of file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
         ) from err
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What torch's weights-only unpickler names when it refuses something, in its known wordings.
+_REFUSED = (re.compile(r"GLOBAL\s+([\w.]+(?:\.[\w]+)*)"),
+            re.compile(r"[Uu]nsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)"),
+            re.compile(r"unrecognized function\s+([\w.]+)"),
+            re.compile(r"[Uu]nsupported class\s+([\w.]+)"))
+
+
+def _refused_global(err: Exception) -> str | None:
+    """The global (``module.name``) torch's weights-only load refused, read from its
+    message; None when the message names none."""
+    message = _ANSI.sub("", str(err))
+    for pattern in _REFUSED:
+        found = pattern.search(message)
+        if found:
+            return f"`{found.group(1)}`"
+    return None
 
 
 def _unpickler_reason(err: Exception) -> str:
@@ -288,12 +321,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _temp_path(final: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(handle)
-    return Path(name)
-
-
 def _checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(<name>.safetensors, <name>.json)`` for a path given with or without either suffix."""
     path = Path(path)
@@ -342,19 +369,11 @@ def save_checkpoint(
 
     # safetensors refuses views and shared storage: hand it contiguous CPU copies.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp_tensors = tmp_json = None
-    try:
-        tmp_tensors = _temp_path(tensors_path)
-        tmp_json = _temp_path(json_path)
+    with atomic_path(tensors_path) as tmp_tensors:
         _save_safetensors(tensors, str(tmp_tensors), metadata={"format": CHECKPOINT_FORMAT})
         document["sha256"] = _sha256(tmp_tensors)
-        tmp_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_tensors, tensors_path)
-        os.replace(tmp_json, json_path)
-    finally:
-        for tmp in (tmp_tensors, tmp_json):
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+    # The JSON last: its presence implies a complete tensor file with this hash.
+    atomic_write_json(json_path, document, default=None)
     return tensors_path, json_path
 
 
@@ -366,8 +385,13 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
             f"checkpoint metadata not found: {json_path} (save_checkpoint writes it last; a "
             "missing file means the save did not complete)"
         )
-    document = json.loads(json_path.read_text())
-    if document.get("format") != CHECKPOINT_FORMAT or "config" not in document:
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptCheckpointError(
+            f"{json_path} is not valid JSON ({err}): the checkpoint description is damaged; save the "
+            "checkpoint again (or restore the file)") from None
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT or "config" not in document:
         raise ValueError(
             f"{json_path} is not an avlib checkpoint description ({CHECKPOINT_FORMAT})"
         )

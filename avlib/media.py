@@ -11,21 +11,27 @@ without video use the audio stream's start as time zero.
 
 Writing uses the static ffmpeg shipped by ``imageio-ffmpeg`` (not on PATH): raw RGB frames are piped
 to its stdin and encoded as H.264 yuv420p (lossy: ~33 dB PSNR at crf 18), audio as AAC. Every writer
-is atomic: it writes a hidden temporary file in the destination folder and ``os.replace``-s it, and
-removes it on any failure, so a destination path either holds a complete file or nothing new.
+is atomic (:func:`avlib.artifacts.atomic_path`): it writes a hidden temporary file in the destination
+folder and renames it, and removes it on any failure, so a destination path either holds a complete
+file or nothing new.
 
 Errors about the *input file* raise :class:`MediaError`, whose ``reason`` is a short code that a
-preprocessing pipeline can record as a rejection reason (see :data:`REASONS`). Programming errors
-(bad array shapes, bad arguments) raise ``ValueError``.
+preprocessing pipeline can record as a rejection reason (see :data:`REASONS`). A file that ends
+before the duration its container declares is "truncated"; damaged data inside a file whose
+packets are all present is "corrupt". Errors writing the *output* that are the machine's, not
+the data's (disk full, quota, read-only file system, permission denied) raise ``OSError`` with
+that errno and the destination's name, also when ffmpeg is the one that hit them. Programming
+errors (bad array shapes, bad arguments) raise ``ValueError``.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +41,10 @@ import av
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from avlib.artifacts import atomic_path, temp_path
+from avlib.audio import FPS, SR
+from avlib.cli import EXIT_INPUT, EXIT_OUTPUT
 
 __all__ = [
     "REASONS",
@@ -78,6 +88,17 @@ _MOV_SUFFIXES = (".mp4", ".m4v", ".mov", ".m4a")
 # Slack when comparing timestamps (seconds): far below one frame or one ms, far above
 # the rounding of any container time base.
 _TIME_EPS = 1e-4
+# Containers whose header declares the duration (written when the file was finished): a file
+# that demuxes to less than that was cut short. Others estimate it from what is there (or from
+# the bit rate, which would be a false alarm).
+_DECLARING_FORMATS = ("matroska", "webm", "mov", "mp4", "avi", "flv", "asf", "flac", "wav", "w64")
+# How much shorter than declared the demuxed streams may be before the file counts as truncated
+# (seconds): codec priming and muxers' rounding stay far below it.
+_TRUNCATION_SLACK_S = 0.1
+# ffmpeg messages that are the machine's write errors, not the data's.
+_FFMPEG_OS_ERRORS = (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT),
+                     ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES),
+                     ("File too large", errno.EFBIG), ("Input/output error", errno.EIO))
 
 
 class MediaError(Exception):
@@ -85,6 +106,11 @@ class MediaError(Exception):
 
     ``str(err)`` is a full sentence naming the file and what to do; ``err.path`` is the file.
     """
+
+    @property
+    def exit_code(self) -> int:
+        """Command-line class (:mod:`avlib.cli`): writing failed = output, else an input problem."""
+        return EXIT_OUTPUT if self.reason == "encode_failed" else EXIT_INPUT
 
     def __init__(self, reason: str, message: str, path: str | os.PathLike | None = None):
         if reason not in REASONS:
@@ -163,27 +189,32 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _temp_sibling(dst: Path, suffix: str | None = None) -> Path:
-    """A unique hidden path next to ``dst`` (same folder, so ``os.replace`` is atomic)."""
-    suffix = dst.suffix if suffix is None else suffix
-    return dst.with_name(f".{dst.stem}.{uuid.uuid4().hex[:10]}.tmp{suffix}")
-
-
 def _check_destination(path: str | os.PathLike) -> Path:
     dst = Path(path)
     if not dst.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {dst}: folder {dst.parent} does not exist (create it first)")
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {dst}: folder {dst.parent} does not exist "
+                                "(create it first)", str(dst.parent))
     if dst.is_dir():
-        raise IsADirectoryError(f"cannot write {dst}: it is a directory; pass a file path")
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {dst}: it is a directory; pass a file path",
+                                str(dst))
     return dst
 
 
 def _unlink_quietly(path: Path | None) -> None:
+    """Remove a temporary; never raises (a failed cleanup must not hide the error being handled)."""
     if path is not None:
         try:
             path.unlink()
-        except FileNotFoundError:
+        except OSError:
             pass
+
+
+def _wav_bytes(data: np.ndarray, sr: int, subtype: str) -> bytes:
+    """A WAV file in memory: written to disk by Python, a full disk is ENOSPC, not libsndfile's
+    bare "System error"."""
+    buffer = io.BytesIO()
+    sf.write(buffer, data, int(sr), subtype=subtype, format="WAV")
+    return buffer.getvalue()
 
 
 def _as_rate(fps: float | Fraction) -> Fraction:
@@ -204,11 +235,15 @@ def _as_rate(fps: float | Fraction) -> Fraction:
     return rate
 
 
-def _run_ffmpeg(args: list[str], what: str, stdin_chunks: Iterable[bytes | memoryview] | None = None) -> None:
+def _run_ffmpeg(args: list[str], what: str, stdin_chunks: Iterable[bytes | memoryview] | None = None,
+                output: tuple[Path, Path] | None = None) -> None:
     """Run ffmpeg with ``args``; optionally stream ``stdin_chunks`` to its stdin.
 
     stderr goes to a temporary file, not a pipe: a pipe nobody reads fills up and deadlocks ffmpeg
-    while we are still writing frames. Raises MediaError("encode_failed") with ffmpeg's message.
+    while we are still writing frames. Raises MediaError("encode_failed") with ffmpeg's message,
+    or, when ffmpeg could not write ``output = (temporary, destination)`` for a reason of the
+    machine (disk full, quota, read-only, permission), OSError with that errno naming the
+    destination.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args]
     with tempfile.TemporaryFile() as errf:
@@ -240,7 +275,27 @@ def _run_ffmpeg(args: list[str], what: str, stdin_chunks: Iterable[bytes | memor
         if rc != 0 or broken_pipe:
             errf.seek(0)
             tail = errf.read().decode("utf-8", "replace").strip()[-2000:]
-            raise MediaError("encode_failed", f"ffmpeg failed while {what} (exit code {rc}): {tail or 'no message'}")
+            failure = MediaError("encode_failed", f"ffmpeg failed while {what} (exit code {rc}): {tail or 'no message'}")
+            os_error = _ffmpeg_os_error(tail, output)
+            if os_error is not None:
+                raise os_error from failure
+            raise failure
+
+
+def _ffmpeg_os_error(tail: str, output: tuple[Path, Path] | None) -> OSError | None:
+    """The OSError behind an ffmpeg failure to write ``output``, if its message names one."""
+    if output is None:
+        return None
+    tmp, final = output
+    for line in tail.splitlines():
+        for text, code in _FFMPEG_OS_ERRORS:
+            # Space, quota and read-only are write errors wherever they appear; permission and
+            # I/O errors only when the line is about the file being written (not the input).
+            if text in line and (code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+                                 or str(tmp) in line or tmp.name in line):
+                cls = PermissionError if code == errno.EACCES else OSError
+                return cls(code, os.strerror(code), str(final))
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,9 +345,9 @@ def _chain_first(first, rest):
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray | Iterable[np.ndarray],
-    fps: float | Fraction = 25.0,
+    fps: float | Fraction = FPS,
     audio: np.ndarray | None = None,
-    sr: int = 16000,
+    sr: int = SR,
     crf: int = 18,
     preset: str = "veryfast",
     *,
@@ -362,36 +417,47 @@ def write_video(
         )
     audio_arr = None if audio is None else _prepare_audio(audio)
 
-    tmp_out = _temp_sibling(dst)
-    tmp_wav = _temp_sibling(dst, ".wav") if audio_arr is not None else None
+    tmp_wav = temp_path(dst, ".wav") if audio_arr is not None else None
     try:
-        args = [
-            "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "-s", f"{width + pad[1]}x{height + pad[0]}",
-            "-framerate", f"{rate.numerator}/{rate.denominator}",
-            "-i", "pipe:0",
-        ]
-        if audio_arr is not None:
-            # Float WAV keeps the input lossless up to the AAC encoder.
-            sf.write(tmp_wav, audio_arr, int(sr), subtype="FLOAT", format="WAV")
-            args += ["-i", str(tmp_wav)]
-        args += ["-map", "0:v:0"]
-        if audio_arr is not None:
-            args += ["-map", "1:a:0"]
-        args += ["-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p"]
-        if audio_arr is not None:
-            args += ["-c:a", "aac", "-b:a", audio_bitrate, "-ar", str(int(sr)), "-ac", "1"]
-        if dst.suffix.lower() in _MOV_SUFFIXES:
-            args += ["-movflags", "+faststart"]
-        args += [str(tmp_out)]
-        _run_ffmpeg(args, f"writing {dst}", _frame_chunks(first, frame_iter, (height, width), pad))
-        os.replace(tmp_out, dst)
-    except BaseException:
-        _unlink_quietly(tmp_out)
-        raise
+        with atomic_path(dst, make_parents=False) as tmp_out:
+            _encode_video(dst, tmp_out, tmp_wav, first, frame_iter, rate, (height, width), pad, audio_arr,
+                          sr, crf, preset, audio_bitrate)
     finally:
         _unlink_quietly(tmp_wav)
     return dst
+
+
+def _encode_video(dst, tmp_out, tmp_wav, first, frame_iter, rate, size, pad, audio_arr, sr, crf, preset,
+                  audio_bitrate) -> None:
+    """The ffmpeg run of :func:`write_video` into the temporary ``tmp_out``."""
+    height, width = size
+    args = [
+        "-f", "rawvideo", "-pix_fmt", "rgb24",
+        "-s", f"{width + pad[1]}x{height + pad[0]}",
+        "-framerate", f"{rate.numerator}/{rate.denominator}",
+        "-i", "pipe:0",
+    ]
+    if audio_arr is not None:
+        # Float WAV keeps the input lossless up to the AAC encoder.
+        try:
+            with open(tmp_wav, "xb") as handle:
+                handle.write(_wav_bytes(audio_arr, sr, "FLOAT"))
+        except OSError as err:  # name the destination, not the hidden temporary
+            if err.errno is None:
+                raise
+            raise type(err)(err.errno, err.strerror, str(dst)) from err
+        args += ["-i", str(tmp_wav)]
+    args += ["-map", "0:v:0"]
+    if audio_arr is not None:
+        args += ["-map", "1:a:0"]
+    args += ["-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p"]
+    if audio_arr is not None:
+        args += ["-c:a", "aac", "-b:a", audio_bitrate, "-ar", str(int(sr)), "-ac", "1"]
+    if dst.suffix.lower() in _MOV_SUFFIXES:
+        args += ["-movflags", "+faststart"]
+    args += [str(tmp_out)]
+    _run_ffmpeg(args, f"writing {dst}", _frame_chunks(first, frame_iter, (height, width), pad),
+                output=(tmp_out, dst))
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str = "PCM_16") -> Path:
@@ -415,13 +481,10 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str 
         data = _prepare_audio(arr)
     if int(sr) <= 0:
         raise ValueError(f"sr must be a positive sample rate in Hz, got {sr}")
-    tmp = _temp_sibling(dst, ".wav")
-    try:
-        sf.write(tmp, data, int(sr), subtype=subtype, format="WAV")
-        os.replace(tmp, dst)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    blob = _wav_bytes(data, sr, subtype)
+    with atomic_path(dst, make_parents=False) as tmp:
+        with open(tmp, "xb") as handle:
+            handle.write(blob)
     return dst
 
 
@@ -488,6 +551,7 @@ def _packet_scan(container, vstream, astream, path) -> dict:
     v_dur: dict[int, int] = {}
     a_first = a_last = a_last_dur = None
     a_count = 0
+    end_pos = biggest = 0  # byte just after the furthest packet read; largest packet (bytes)
     damaged: set[str] = set()  # stream types with a damaged packet
     last_damaged: dict[str, bool] = {}  # whether each stream's latest packet was damaged
     try:
@@ -495,6 +559,9 @@ def _packet_scan(container, vstream, astream, path) -> dict:
             if packet.size == 0:  # flush packet at the end of each stream
                 continue
             kind = packet.stream.type
+            if packet.pos is not None and packet.pos >= 0:
+                end_pos = max(end_pos, packet.pos + packet.size)
+            biggest = max(biggest, packet.size)
             last_damaged[kind] = packet.is_corrupt
             if packet.is_corrupt:
                 damaged.add(kind)
@@ -526,13 +593,64 @@ def _packet_scan(container, vstream, astream, path) -> dict:
             )
     if damaged:
         raise MediaError("corrupt", f"{path}: damaged {sorted(damaged)[0]} packets inside the file", path)
-    return {"v_pts": v_pts, "v_dur": v_dur, "a_first": a_first, "a_last": a_last, "a_last_dur": a_last_dur}
+    return {"v_pts": v_pts, "v_dur": v_dur, "a_first": a_first, "a_last": a_last, "a_last_dur": a_last_dur,
+            "end_pos": end_pos, "biggest": biggest}
+
+
+def _check_declared_duration(container, vstream, astream, scan: dict, path) -> None:
+    """Raise MediaError("truncated") when the streams end well before the duration the container
+    declares in its header (Matroska, AVI, FLV ...: formats without per-stream packet counts, so a
+    file cut short otherwise demuxes cleanly)."""
+    fmt = container.format.name.split(",") if container.format is not None else []
+    if container.duration is None or not any(name in _DECLARING_FORMATS for name in fmt):
+        return
+    if len(container.streams) != sum(s is not None for s in (vstream, astream)):
+        return  # another stream (subtitles, data) may be what runs longer
+    starts, ends, steps = [], [], [0.0]
+    if vstream is not None and scan["v_pts"]:
+        tb = float(vstream.time_base)
+        pts = np.unique(np.asarray(scan["v_pts"], dtype=np.int64))
+        last = int(pts[-1])
+        starts.append(float(pts[0]) * tb)
+        ends.append((last + (scan["v_dur"].get(last) or 0)) * tb)
+        if len(pts) >= 2:
+            steps.append(float(np.median(np.diff(pts))) * tb)
+    if astream is not None and scan["a_last"] is not None:
+        tb = float(astream.time_base)
+        starts.append(float(scan["a_first"]) * tb)
+        ends.append((scan["a_last"] + (scan["a_last_dur"] or 0)) * tb)
+        steps.append(float(scan["a_last_dur"] or 0) * tb)
+    if not ends:
+        return
+    declared = container.duration / av.time_base
+    present = max(ends) - min(starts)
+    if declared - present > max(_TRUNCATION_SLACK_S, 1.5 * max(steps)):
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        if scan["end_pos"] and size - scan["end_pos"] > max(8192, 2 * scan["biggest"]):
+            # Much of the file lies after the last packet the demuxer could read: the data is
+            # there but damaged (the demuxer gave up), which is not the same as a cut file.
+            raise MediaError(
+                "corrupt",
+                f"{path}: the streams stop after {present:.3f} s of the {declared:.3f} s declared, at byte "
+                f"{scan['end_pos']} of {size}: the data after it is damaged",
+                path,
+            )
+        raise MediaError(
+            "truncated",
+            f"{path}: the container declares {declared:.3f} s but its streams end after {present:.3f} s; "
+            "the file is incomplete (cut short while it was written or copied)",
+            path,
+        )
 
 
 def _probe_open(container, path) -> VideoInfo:
     vstream = container.streams.video[0] if container.streams.video else None
     astream = container.streams.audio[0] if container.streams.audio else None
     scan = _packet_scan(container, vstream, astream, path)
+    _check_declared_duration(container, vstream, astream, scan, path)
 
     fps = 0.0
     vfr = False
@@ -720,7 +838,7 @@ def _iter_frames_safe(path, fps, start_frame, max_pixels, max_side, info) -> Ite
 
 def iter_video(
     path: str | os.PathLike,
-    fps: float = 25.0,
+    fps: float = FPS,
     start_frame: int = 0,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -741,7 +859,7 @@ def iter_video(
 
 def read_video(
     path: str | os.PathLike,
-    fps: float = 25.0,
+    fps: float = FPS,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
@@ -816,6 +934,16 @@ def _read_video(path, fps, info: VideoInfo, max_pixels, max_side, max_bytes) -> 
 _SAMPLE_SCALE = {"u8": None, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0, "flt": 1.0, "dbl": 1.0}
 
 
+def _truncated_or_corrupt(path) -> str:
+    """"truncated" when the file ends early (the demux-only check of :func:`probe`), else
+    "corrupt": damaged data inside a file whose packets are all there."""
+    try:
+        probe(path)
+    except MediaError as err:
+        return "truncated" if err.reason == "truncated" else "corrupt"
+    return "corrupt"
+
+
 def _audio_frame_to_float(frame) -> np.ndarray:
     """Decoded audio frame -> float32 ``(channels, samples)`` in [-1, 1], any sample format."""
     name = frame.format.name
@@ -832,7 +960,7 @@ def _audio_frame_to_float(frame) -> np.ndarray:
     return (data.astype(np.float64) / _SAMPLE_SCALE[base]).astype(np.float32)
 
 
-def read_audio(path: str | os.PathLike, sr: int | None = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike, sr: int | None = SR) -> np.ndarray:
     """Decode the first audio stream to float32 mono at ``sr``, aligned to the video time zero.
 
     Sample ``n`` of the result is the sound at time ``n / sr`` after the first video frame (files
@@ -861,6 +989,9 @@ def read_audio(path: str | os.PathLike, sr: int | None = 16000) -> np.ndarray:
     Raises:
         MediaError: "missing", "not_media", "corrupt", "truncated", "no_audio".
     """
+    # The demux-only check first: a file cut short (or damaged so that demuxing stops early)
+    # would otherwise decode to shorter audio without any error (Matroska has no packet counts).
+    probe(path)
     container, _ = _open(path)
     try:
         if not container.streams.audio:
@@ -901,8 +1032,9 @@ def read_audio(path: str | os.PathLike, sr: int | None = 16000) -> np.ndarray:
                     pieces.append((position, data.mean(axis=0)))
                     position += data.shape[1]
         except av.error.FFmpegError as err:
-            declared = astream.frames
-            reason = "truncated" if last_damaged or (declared and n_packets < declared) else "corrupt"
+            # A decoding error says the data is damaged; whether the file is also cut short is
+            # the packet scan's verdict (the packets read so far prove nothing about the rest).
+            reason = _truncated_or_corrupt(path)
             raise MediaError(reason, f"{path}: audio decoding failed after {n_packets} packets ({err})", path) from err
         # Same verdicts as probe(): a short last packet or missing packets mean the file was cut.
         if last_damaged or (astream.frames and n_packets < astream.frames):
@@ -939,8 +1071,8 @@ def read_audio(path: str | os.PathLike, sr: int | None = 16000) -> np.ndarray:
 
 def read_av(
     path: str | os.PathLike,
-    fps: float = 25.0,
-    sr: int = 16000,
+    fps: float = FPS,
+    sr: int = SR,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
@@ -970,7 +1102,7 @@ def remux_with_shifted_audio(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     shift_frames: float,
-    fps: float = 25.0,
+    fps: float = FPS,
     *,
     audio_bitrate: str = "96k",
 ) -> Path:
@@ -1016,17 +1148,12 @@ def remux_with_shifted_audio(
             chain += f",apad=whole_len={length}"
     else:
         chain = "anull"
-    tmp = _temp_sibling(out)
-    try:
+    with atomic_path(out, make_parents=False) as tmp:
         args = ["-i", str(src), "-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy",
                 "-af", chain, "-c:a", "aac", "-b:a", audio_bitrate,
                 "-ar", str(native), "-ac", str(info.audio_channels)]
         if out.suffix.lower() in _MOV_SUFFIXES:
             args += ["-movflags", "+faststart"]
         args += [str(tmp)]
-        _run_ffmpeg(args, f"remuxing {src} into {out}")
-        os.replace(tmp, out)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+        _run_ffmpeg(args, f"remuxing {src} into {out}", output=(tmp, out))
     return out

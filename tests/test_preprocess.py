@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from avlib import media
+from avlib import cli, media
 from avlib.data import preprocess as pp
 from avlib.data import crops, tracking
 from avlib.corpus.render import FaceIdentity, render_clip
@@ -454,15 +454,13 @@ def test_cli_on_a_finished_store(corpus, corpus_store, capsys):
                               "--syncnet-size", "112", "--no-progress"])
     assert pp.main_from_args(args) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["skipped"] == 4 and printed["store"]["n_clips"] == 4
-    # Another config on the same store is refused with a clear message, not a crash.
-    args = parser.parse_args(["--dataset", "corpus", "--root", str(corpus), "--out", str(out),
-                              "--crops", "face96", "--no-progress"])
-    assert pp.main_from_args(args) == 2
-    assert "different config" in capsys.readouterr().err
-    args = parser.parse_args(["--dataset", "corpus", "--root", str(corpus), "--out", str(out),
-                              "--shard", "3/2", "--no-progress"])
-    assert pp.main_from_args(args) == 2
+    assert printed["skipped"] == 4 and printed["store"]["n_clips"] == 4 and printed["failed"] == {}
+    # Another config on the same store is refused with a clear message and exit code 2, not a crash.
+    base = ["preprocess", "--dataset", "corpus", "--root", str(corpus), "--out", str(out), "--no-progress"]
+    assert cli.main(base + ["--crops", "face96"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "different config" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(base + ["--shard", "3/2"]) == cli.EXIT_USAGE
 
 
 def test_kill_mid_clip_leaves_no_half_clip_and_rerun_completes(short_items, tmp_path, monkeypatch):

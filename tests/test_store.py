@@ -288,7 +288,12 @@ def test_rejections_and_done(tmp_path):
 
     write(writer, "bad/1")  # a rerun with other settings accepts it: the rejection goes
     assert not (tmp_path / "rejected" / "bad%2F1.json").exists() and writer.done("bad/1")
-    writer.reject("bad/1", "too_short")  # and rejecting a finished clip removes the clip
+    # A rejection never destroys a finished clip (another writer may have finished it) ...
+    assert writer.reject("bad/1", "too_short") is False
+    assert (tmp_path / "clips" / "bad%2F1" / "meta.json").is_file()
+    assert not (tmp_path / "rejected" / "bad%2F1.json").exists()
+    # ... unless the caller means to replace it.
+    assert writer.reject("bad/1", "too_short", replace_finished=True) is True
     assert not (tmp_path / "clips" / "bad%2F1").exists()
     manifest = writer.finalize()
     assert manifest["summary"]["n_clips"] == 0 and manifest["summary"]["rejections"] == {"too_short": 1}

@@ -245,9 +245,9 @@ def test_weight_errors_are_clear(tmp_path, monkeypatch, capsys):
     json_path.with_suffix(".safetensors").unlink()
     with pytest.raises(SyncToolError, match=r"checkpoint file not found: .*expert\.safetensors"):
         synctool.load_syncnet(json_path)
-    # The command line turns them into one line on stderr and exit code 1.
+    # The command line turns them into one line on stderr and exit code 2 (usage: no weights).
     monkeypatch.delenv(synctool.ENV_WEIGHTS)
-    assert run_cli("check", tmp_path / "any.mp4", "--quiet") == 1
+    assert run_cli("check", tmp_path / "any.mp4", "--quiet") == cli.EXIT_USAGE
     assert "avlib sync check: error: no SyncNet weights given" in capsys.readouterr().err
 
 
@@ -282,7 +282,8 @@ def test_input_errors_are_clear(clips, oracle, tmp_path, capsys):
     with pytest.raises(SyncToolError, match="vshift must be a positive"):
         synctool.check_video(short, oracle, vshift=0, progress=False)
 
-    assert run_cli("fix", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--offset", "2", "--quiet") == 1
+    assert run_cli("fix", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4", "--offset", "2",
+                   "--quiet") == cli.EXIT_INPUT
     assert "avlib sync fix: error: video not found" in capsys.readouterr().err
 
 

@@ -20,6 +20,11 @@ the render seed, and for sync clips the shift and the source clip.
 Generation is deterministic (every clip's randomness derives from the corpus seed and the clip
 id), parallel (one espeak-ng engine per worker process) and resumable: a clip is finished when its
 sidecar exists, every file is written atomically, and a rerun skips finished clips.
+
+One run per folder: :func:`make_corpus` holds an exclusive lock on ``<out>/.corpus.lock`` while
+it runs, and a second run into the same folder stops at once with :class:`avlib.artifacts.Busy`
+(exit code 7) instead of deleting the first run's temporaries. The stale-temporary sweep removes
+only temporaries whose owner is dead (or, from another machine, older than an hour).
 """
 from __future__ import annotations
 
@@ -29,20 +34,18 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avlib.artifacts import atomic_write_json
+from avlib.artifacts import (atomic_write_json, find_current, folder_lock, is_stale_temp, record_current,
+                             temp_owner)
+from avlib.audio import FPS, SAMPLES_PER_FRAME, SR
 from avlib.corpus import text as text_mod
 from avlib.corpus.mouth import MOUTH_PARAMS
 
-FPS = 25
-SR = 16000
-SAMPLES_PER_FRAME = SR // FPS
 GRID_FRAMES = 75  # GRID sentences are 3 s at 25 fps
 LRW_FRAMES = 29  # LRW clips are 1.16 s, centred on the word
 SPLITS = ("train", "val", "test", "test_unseen")
@@ -341,23 +344,44 @@ def _run_job(job: dict) -> dict:
     return make_clip(job, _WORKER["root"], _WORKER["cfg"], _WORKER["speakers"])
 
 
+LOCK = ".corpus.lock"
+
+
 def _remove_stale_temporaries(root: Path) -> int:
-    """Delete temporary files a killed run left behind (hidden ``.*.tmp*`` names)."""
+    """Delete temporary files a killed run left behind (hidden ``.*.tmp*`` names).
+
+    Runs under the folder's lock, so no other corpus run on this machine is writing here. An
+    owner-tagged temporary (:func:`avlib.artifacts.temp_path`) is removed only when its owner is
+    dead, or, from another machine (a shared folder whose lock may not reach across machines),
+    older than an hour; untagged ones (older versions, foreign tools) are removed."""
     n = 0
     for path in root.rglob(".*.tmp*"):
-        if path.is_file():
+        if not path.is_file() or (temp_owner(path) is not None and not is_stale_temp(path)):
+            continue
+        try:
             path.unlink()
-            n += 1
+        except FileNotFoundError:
+            continue
+        n += 1
     return n
 
 
 def make_corpus(cfg: CorpusConfig, out: str | os.PathLike, workers: int | None = None,
                 progress: bool = True) -> dict:
-    """Generate (or finish) the corpus of ``cfg`` in folder ``out``; returns the manifest."""
-    from avlib.progress import progress_bar
+    """Generate (or finish) the corpus of ``cfg`` in folder ``out``; returns the manifest.
 
+    Raises :class:`avlib.artifacts.Busy` when another process is making a corpus in ``out``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out / LOCK, blocking=False, what=f"the corpus folder {out} (another `avlib corpus "
+                     "make` or chapter 00_corpus is writing it)"):
+        return _make_corpus_locked(cfg, out, workers, progress)
+
+
+def _make_corpus_locked(cfg: CorpusConfig, out: Path, workers: int | None, progress: bool) -> dict:
+    from avlib.progress import progress_bar
+
     config_path = out / "corpus_config.json"
     if config_path.is_file():
         previous = json.loads(config_path.read_text())
@@ -485,15 +509,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
+    """Run ``avlib corpus make``; errors are raised and turned into one line and an exit code by
+    :func:`avlib.cli.run_command` (2 bad settings, 4 cannot write, 7 folder busy ...)."""
     from avlib.profiles import parse_overrides
 
     cfg = profile_config(args.profile)
-    try:
-        cfg = CorpusConfig.from_dict({**cfg.key_fields(), **parse_overrides(args.set)})
-        manifest = make_corpus(cfg, args.out, args.workers, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    cfg = CorpusConfig.from_dict({**cfg.key_fields(), **parse_overrides(args.set)})
+    if args.workers is not None and int(args.workers) < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    manifest = make_corpus(cfg, args.out, args.workers, progress=not args.no_progress)
     gen = manifest["generation"]
     rate = gen["clips_made"] / gen["seconds"] if gen["seconds"] else float("nan")
     print(f"corpus at {args.out}: {manifest['n_clips']} clips, {manifest['n_frames']} frames, "
@@ -506,7 +530,6 @@ def main_from_args(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # The corpus as a book artifact
 # --------------------------------------------------------------------------------------------
-CURRENT = "current.json"
 #: The code that determines a corpus: editing it makes chapter 00 generate a new one.
 CORPUS_CODE = ("avlib.corpus", "avlib.media", "avlib.data.formats")
 
@@ -527,7 +550,7 @@ def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy
 
     folder = produce_or_load("corpus", cfg.key_fields(), produce, policy, artifacts_root,
                              producer="00_corpus", resumable=True, code=CORPUS_CODE)
-    atomic_write_json(Path(artifacts_root) / "corpus" / CURRENT, {"path": str(folder)})
+    record_current(artifacts_root, "corpus", folder)
     return folder
 
 
@@ -537,10 +560,9 @@ def find_corpus(artifacts_root: str | os.PathLike | None = None,
     if data_root:
         load_manifest(data_root)
         return Path(data_root)
-    pointer = Path(artifacts_root) / "corpus" / CURRENT
-    if not pointer.is_file():
-        raise FileNotFoundError(f"no corpus under {artifacts_root}; run chapter 00_corpus with the "
-                                "same profile first (avlib book run --only 00_corpus) or pass data_root")
-    path = Path(json.loads(pointer.read_text())["path"])
+    try:
+        path = find_current(Path(artifacts_root), "corpus", producer="00_corpus")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no corpus under {artifacts_root} ({err}); or pass data_root") from None
     load_manifest(path)
     return path

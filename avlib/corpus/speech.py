@@ -59,8 +59,8 @@ from typing import Callable, Iterator
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
-SAMPLE_RATE = 16000
-"""Sample rate (Hz) of :attr:`Utterance.wav`."""
+# The book's audio rate (16 kHz) is defined once, in avlib.audio.
+from avlib.audio import SR as SAMPLE_RATE  # sample rate (Hz) of Utterance.wav
 ESPEAK_RATE = 22050
 """Native sample rate (Hz) of espeak-ng; event sample indices count at this rate."""
 PAUSE = "_"

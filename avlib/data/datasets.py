@@ -53,6 +53,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from avlib.cli import EXIT_INPUT
 from avlib.corpus.speech import Segment
 from avlib.data.formats import FormatError, read_grid_align, read_lrs_txt, read_lrw_txt
 
@@ -120,6 +121,8 @@ _JPEG_FRAME = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
 
 class DatasetError(ValueError):
     """A dataset folder or split list cannot be listed (wrong root, empty, unsafe entry in strict mode)."""
+
+    exit_code = EXIT_INPUT  # on the command line: a problem of the input dataset
 
 
 @dataclass

@@ -36,8 +36,16 @@ The steps:
 6. **Store** (:class:`avlib.data.store.StoreWriter`): streams as JPEG, audio, features (with the
    per-frame ``face_boxes``, ``face_state`` and ``mesh_found``), the 40 lip landmarks
    ``(T, 40, 2)`` (:data:`avlib.faces.LIPS_ALL` order, pixels of the decoded frame) and the
-   metadata, including the face-track statistics. Every failure becomes a recorded rejection
-   with a reason code (:data:`REJECT_REASONS`); one bad clip never stops a run.
+   metadata, including the face-track statistics. Every failure of a clip's *content* becomes a
+   recorded rejection with a reason code (:data:`REJECT_REASONS`); one bad clip never stops a run.
+
+Failures that say nothing about a clip (an OS error with an errno of :data:`TRANSIENT_ERRNOS`:
+disk full, quota, I/O error, stale NFS handle, read-only file system, no memory) are *not*
+recorded: the clip stays pending, so the documented resume (rerun the same command) retries it,
+and the run ends with :data:`avlib.cli.EXIT_INCOMPLETE`. When the store itself cannot be written
+(disk full, quota, read-only, permission denied) the run stops at once with
+:class:`StoreWriteError` (exit code 4) instead of failing every remaining clip: free the space and
+rerun the same command.
 
 Colour: avlib decodes RGB; ``face96`` and ``syncnet`` are converted to BGR at the crop because
 upstream Wav2Lip, VocaLiST and SyncNet read their crops with ``cv2.imread``.
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -63,6 +72,7 @@ from scipy.ndimage import uniform_filter1d
 
 from avlib import media
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, syncnet_mfcc, vocalist_mel, wav2lip_mel
+from avlib.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_OUTPUT
 from avlib.data.crops import (CROP_ORDERS, CROPS, MOUTH_REF_INTEROCULAR, crop_face96, crop_mouth96,
                               crop_syncnet, crop_vcagan112, mouth_roi_centre)
 from avlib.data.tracking import ClipRejected, FaceTrack, detect_faces, mesh_landmarks, track_faces
@@ -72,6 +82,9 @@ from avlib.media import MediaError
 __all__ = [
     "FEATURES",
     "REJECT_REASONS",
+    "TRANSIENT_ERRNOS",
+    "StoreWriteError",
+    "IncompleteRun",
     "PreprocessConfig",
     "make_crops",
     "make_detector",
@@ -100,6 +113,50 @@ REJECT_REASONS = {
     "multi_face": "two or more faces are present on at least half of the frames (multi_face='reject')",
     "error": "an unexpected exception inside this clip (a bug): detail holds its last line",
 }
+
+#: OS errors that say nothing about a clip's content: such a clip is not rejected but left
+#: pending (the next run retries it), and the run reports it as failed.
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ENOSPC", "EDQUOT", "EIO", "ESTALE", "EROFS", "EACCES", "EPERM", "ENOMEM", "EAGAIN",
+        "ETIMEDOUT", "ENFILE", "EMFILE", "EINTR", "EFBIG", "ENOLCK", "ECONNRESET", "EHOSTDOWN",
+        "EHOSTUNREACH", "ENETDOWN", "ENETUNREACH", "EREMOTEIO", "ENOLINK", "ECOMM")
+    if hasattr(errno, name))
+#: Errors writing the store after which no other clip can be written either: the run stops.
+_STORE_FATAL_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM")
+    if hasattr(errno, name))
+
+
+class StoreWriteError(OSError):
+    """The run stopped because the store cannot be written (disk full, quota, read-only,
+    permission denied); finished clips are kept and a rerun continues with the others."""
+
+    exit_code = EXIT_OUTPUT
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class IncompleteRun(RuntimeError):
+    """A run ended with clips that failed for a reason other than their content (they are not
+    recorded, so a rerun retries them)."""
+
+    exit_code = EXIT_INCOMPLETE
+
+
+class _WriteFailed(Exception):
+    """Internal: the store writer raised this OS error (as opposed to reading or processing)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _transient(err: BaseException) -> bool:
+    """An error that is about the machine, not the clip (see :data:`TRANSIENT_ERRNOS`)."""
+    return isinstance(err, MemoryError) or (isinstance(err, OSError) and not isinstance(err, MediaError)
+                                            and err.errno in TRANSIENT_ERRNOS)
 
 
 # ============================================================================ configuration
@@ -183,7 +240,7 @@ class PreprocessConfig:
         if int(self.min_frames) < 1:
             raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
         if self.max_side is not None and int(self.max_side) < 64:
-            raise ValueError(f"max_side must be None or >= 64 pixels, got {self.max_side}")
+            raise ValueError(f"max_side must be None (never downscale) or >= 64 pixels, got {self.max_side}")
         if not 1 <= int(self.jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.detector_model not in (0, 1):
@@ -383,9 +440,13 @@ def _process(item, writer, cfg: PreprocessConfig, detector, mesher, meta: dict) 
     meta["face_track"] = stats
     meta["audio"] = audio_info
     lips = landmarks[:, list(LIPS_ALL)].astype(np.float32)
-    writer.write_clip(item.id, meta, streams, fitted, features, lips,
-                      {name: CROP_ORDERS[name] for name in streams})
-    return n
+    try:
+        # overwrite=False: a clip another writer finished meanwhile is kept, never replaced.
+        placed = writer.write_clip(item.id, meta, streams, fitted, features, lips,
+                                   {name: CROP_ORDERS[name] for name in streams}, overwrite=False)
+    except OSError as err:
+        raise _WriteFailed(err) from err
+    return n if placed is not False else -n
 
 
 def preprocess_clip(item, writer, cfg: PreprocessConfig | None = None, detector=None, mesher=None) -> dict:
@@ -399,18 +460,22 @@ def preprocess_clip(item, writer, cfg: PreprocessConfig | None = None, detector=
         mesher: a fresh tracking-mode :class:`avlib.faces.FaceMesher` for this clip; None makes
             one per clip (11 ms), because tracking state must not carry over from the last clip.
 
-    Every failure is recorded with ``writer.reject(id, reason, detail, meta)``: media reasons of
-    :class:`avlib.media.MediaError`, "too_short", "no_face", "face_track_gaps", "multi_face",
-    and "error" (any other exception, a bug: detail = the exception's last line) — then the
-    caller's loop goes on. Transcript problems found while listing (``item.problems``, e.g.
-    ``transcript_not_utf8``) are recorded in the metadata, not rejected. Only interrupts
-    (KeyboardInterrupt, SystemExit) propagate; the store then holds no part of this clip.
+    Every failure of the clip's content is recorded with ``writer.reject(id, reason, detail,
+    meta)``: media reasons of :class:`avlib.media.MediaError`, "too_short", "no_face",
+    "face_track_gaps", "multi_face", and "error" (any other exception, a bug: detail = the
+    exception's last line) — then the caller's loop goes on. Transcript problems found while
+    listing (``item.problems``, e.g. ``transcript_not_utf8``) are recorded in the metadata, not
+    rejected. Failures that are not about the content (:data:`TRANSIENT_ERRNOS`, MemoryError)
+    are not recorded: status "failed" (``fatal`` when the store cannot be written at all), and
+    the clip stays pending for the next run. Only interrupts (KeyboardInterrupt, SystemExit)
+    propagate; the store then holds no part of this clip.
 
-    Returns ``{"id", "status": "ok"|"rejected", "reason", "detail", "seconds", "frames"}``.
+    Returns ``{"id", "status": "ok"|"rejected"|"failed"|"skipped", "reason", "detail",
+    "seconds", "frames", "fatal"}`` ("skipped": another writer finished the clip meanwhile).
     """
     cfg = cfg or PreprocessConfig()
     t0 = time.perf_counter()
-    status, reason, detail, frames = "ok", None, "", 0
+    status, reason, detail, frames, fatal, err_no = "ok", None, "", 0, False, None
     meta: dict = {}
     try:
         meta = _clip_meta(item)
@@ -421,6 +486,8 @@ def preprocess_clip(item, writer, cfg: PreprocessConfig | None = None, detector=
         finally:
             if own_detector:
                 det.close()
+        if frames < 0:  # another writer finished the clip first; its version was kept
+            status, reason, frames = "skipped", "finished_by_another_writer", -frames
     except ClipRejected as rej:
         status, reason, detail, frames = "rejected", rej.reason, rej.detail, rej.frames
         meta.update(rej.meta)
@@ -428,14 +495,40 @@ def preprocess_clip(item, writer, cfg: PreprocessConfig | None = None, detector=
         status, reason, detail = "rejected", err.reason, str(err)
         if reason not in REJECT_REASONS:
             reason = "corrupt"
+    except _WriteFailed as failed:
+        status, reason, detail = "failed", "store_write", _os_detail(failed.error)
+        fatal, err_no = failed.error.errno in _STORE_FATAL_ERRNOS, failed.error.errno
     except Exception as err:  # a bug inside one clip must not end a dataset run
-        status, reason = "rejected", "error"
-        detail = traceback.format_exception_only(type(err), err)[-1].strip()
+        if _transient(err):
+            status, reason, detail = "failed", "os_error", _os_detail(err)
+            err_no = getattr(err, "errno", None)
+            fatal = err_no in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+        else:
+            status, reason = "rejected", "error"
+            detail = traceback.format_exception_only(type(err), err)[-1].strip()
     if status == "rejected":
         meta["preprocess_seconds"] = round(time.perf_counter() - t0, 4)
-        writer.reject(item.id, reason, detail, meta)
+        try:
+            if writer.reject(item.id, reason, detail, meta) is False:
+                status, reason = "skipped", "finished_by_another_writer"
+        except OSError as err:  # the verdict stands, but it could not be recorded: retry later
+            status, reason, detail = "failed", "store_write", _os_detail(err)
+            fatal, err_no = err.errno in _STORE_FATAL_ERRNOS, err.errno
     return {"id": item.id, "status": status, "reason": reason, "detail": detail,
-            "seconds": round(time.perf_counter() - t0, 4), "frames": int(frames)}
+            "seconds": round(time.perf_counter() - t0, 4), "frames": int(frames), "fatal": bool(fatal),
+            "errno": err_no}
+
+
+def _os_detail(err: BaseException) -> str:
+    """One line for an OS error: what, errno name, and the file (as the user knows it)."""
+    if isinstance(err, OSError) and err.errno is not None:
+        name = errno.errorcode.get(err.errno, str(err.errno))
+        # A hidden temporary is not a path the user knows: leave it out.
+        path = Path(os.fsdecode(err.filename)) if err.filename else None
+        shown = path is not None and not any(part.startswith(".") and part not in (".", "..")
+                                             for part in path.parts)
+        return f"{name}: {err.strerror or err}" + (f" ({path})" if shown else "")
+    return traceback.format_exception_only(type(err), err)[-1].strip()
 
 
 # ============================================================================ a dataset
@@ -478,7 +571,16 @@ def _init_worker(out: str, cfg_dict: dict) -> None:
 
 
 def _work(item) -> dict:
-    return preprocess_clip(item, _WORKER["writer"], _WORKER["cfg"], _WORKER["detector"])
+    return _process_pending(item, _WORKER["writer"], _WORKER["cfg"], _WORKER["detector"])
+
+
+def _process_pending(item, writer, cfg, detector) -> dict:
+    """preprocess_clip, unless another writer sharing the store has done the clip since the
+    run started (two unsharded runs then split most of the work instead of doing it twice)."""
+    if writer.done(item.id):
+        return {"id": item.id, "status": "skipped", "reason": "done_by_another_writer", "detail": "",
+                "seconds": 0.0, "frames": 0, "fatal": False, "errno": None}
+    return preprocess_clip(item, writer, cfg, detector)
 
 
 def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessConfig | None = None,
@@ -499,12 +601,21 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
         progress: show a tqdm progress bar.
 
     Rejected clips count as done, like finished ones: to retry one (e.g. after fixing the bug
-    behind an "error" rejection), delete its ``rejected/<safe id>.json`` and rerun.
+    behind an "error" rejection), delete its ``rejected/<safe id>.json`` and rerun. Clips that
+    failed for a reason other than their content (:data:`TRANSIENT_ERRNOS`) are not recorded
+    and are retried by the next run.
 
     Returns the summary: ``items`` (after sharding), ``processed`` (written now), ``skipped``
-    (already done), ``rejected`` (count by reason, this run), ``frames``, ``hours`` (video
-    processed now), ``seconds``, ``frames_per_s``, ``clips_per_s``, ``workers``, ``shard``, and
-    ``manifest``: the store manifest from :meth:`avlib.data.store.StoreWriter.finalize`.
+    (already done, by an earlier run or another writer), ``rejected`` (count by reason, this
+    run), ``failed`` (``{id: detail}`` of the clips that failed for a reason other than their
+    content; retried by a rerun), ``frames``, ``hours`` (video processed now), ``seconds``,
+    ``frames_per_s``, ``clips_per_s``, ``workers``, ``shard``, and ``manifest``: the store
+    manifest from :meth:`avlib.data.store.StoreWriter.finalize`.
+
+    Raises:
+        StoreWriteError: the store cannot be written (disk full, quota, read-only file system,
+            permission denied): the run stops at the first such clip, keeping the finished ones;
+            free space and rerun.
     """
     from avlib.progress import progress_bar
 
@@ -524,37 +635,59 @@ def preprocess_dataset(items: Iterable, out: str | os.PathLike, cfg: PreprocessC
     writer = StoreWriter(out, cfg.to_dict(), cfg.jpeg_quality)
     todo = [it for it in items if not writer.done(it.id)]
     summary = {"items": len(items), "processed": 0, "skipped": len(items) - len(todo), "rejected": {},
-               "frames": 0, "workers": int(workers),
+               "failed": {}, "frames": 0, "workers": int(workers),
                "shard": None if shard_t is None else f"{shard_t[0]}/{shard_t[1]}"}
     t0 = time.perf_counter()
     bar = progress_bar(len(todo), "preprocess", "clip", disable=not progress)
+    stop: dict = {}
 
-    def account(result: dict) -> None:
+    def account(result: dict) -> bool:
+        """Count one result; False when the run must stop (the store cannot be written)."""
         summary["frames"] += result["frames"]
         if result["status"] == "ok":
             summary["processed"] += 1
+        elif result["status"] == "skipped":
+            summary["skipped"] += 1
+        elif result["status"] == "failed":
+            summary["failed"][result["id"]] = result["detail"]
+            if result.get("fatal"):
+                stop.update(result)
+                return False
         else:
             summary["rejected"][result["reason"]] = summary["rejected"].get(result["reason"], 0) + 1
         bar.update()
+        return True
 
     try:
         if int(workers) == 1 or len(todo) <= 1:
             detector = make_detector(cfg)
             try:
                 for item in todo:
-                    account(preprocess_clip(item, writer, cfg, detector))
+                    if not account(_process_pending(item, writer, cfg, detector)):
+                        break
             finally:
                 detector.close()
         else:
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")
+            # Leaving the with-block terminates the workers; their half-written clips are
+            # temporaries that the next writer removes (their owners are dead).
             with ctx.Pool(min(int(workers), len(todo)), initializer=_init_worker,
                           initargs=(str(out), cfg.to_dict())) as pool:
                 for result in pool.imap_unordered(_work, todo, chunksize=1):
-                    account(result)
+                    if not account(result):
+                        break
     finally:
         bar.close()
+    if stop:
+        done = summary["processed"] + sum(summary["rejected"].values())
+        left = len(items) - done - summary["skipped"]
+        raise StoreWriteError(
+            stop.get("errno") or errno.EIO,
+            f"stopped: cannot write the store {out} ({stop['detail']}); {done} clips were stored or "
+            f"rejected in this run and are kept; {left} clips are left. Free space (or fix the "
+            "folder) and rerun the same command: it continues where it stopped")
     seconds = time.perf_counter() - t0
     summary.update({
         "seconds": round(seconds, 3),
@@ -624,6 +757,9 @@ def store_artifact(cfg: PreprocessConfig, artifacts_root: str | os.PathLike, *, 
         ValueError: unknown dataset or kind, kinds for a real dataset, a real dataset without
             ``data_root``, workers < 1. :class:`avlib.artifacts.ArtifactMissing`: ``policy="load"``
             and no such store. FileNotFoundError: no corpus (run chapter 00_corpus first).
+            :class:`IncompleteRun`: clips failed for a reason other than their content (the
+            product stays unfinished; a rerun retries them). :class:`StoreWriteError`: the store
+            cannot be written (disk full ...).
     """
     from avlib.artifacts import produce_or_load
     from avlib.data.datasets import CORPUS_KINDS, DATASETS, list_clips
@@ -665,6 +801,13 @@ def store_artifact(cfg: PreprocessConfig, artifacts_root: str | os.PathLike, *, 
             if not items:
                 raise ValueError(f"the corpus at {source} has no clips of kinds {kinds}")
         summary = preprocess_dataset(items, folder, cfg, workers=workers, progress=progress)
+        if summary["failed"]:
+            # Not a finished product: it stays <key>.partial and the next call retries these.
+            first = next(iter(summary["failed"].items()))
+            raise IncompleteRun(
+                f"{len(summary['failed'])} clips failed for a reason other than their content "
+                f"(e.g. {first[0]!r}: {first[1]}); the store is kept unfinished in {folder}: fix "
+                "the cause and run again to retry them")
         manifest = summary.pop("manifest")
         summary.update(store=manifest["summary"], dataset=name, source=str(source), kinds=kinds)
         return summary
@@ -677,6 +820,10 @@ def store_artifact(cfg: PreprocessConfig, artifacts_root: str | os.PathLike, *, 
 
 
 # ============================================================================ command line
+
+#: ``--max-side`` help, shared with ``avlib sync`` (same meaning in both).
+MAX_SIDE_HELP = ("downscale frames whose longer side exceeds this many pixels while decoding; "
+                 "0 = never downscale")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -700,31 +847,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multi-face", choices=("largest", "reject"), default=defaults.multi_face,
                         help="several faces: keep the speaker's track (largest) or reject the clip")
     parser.add_argument("--max-side", type=int, default=defaults.max_side,
-                        help="downscale frames whose longer side exceeds this; 0 = never (then huge "
-                             "frames are rejected)")
+                        help=MAX_SIDE_HELP + "; then frames above max_pixels are rejected")
     parser.add_argument("--jpeg-quality", type=int, default=defaults.jpeg_quality)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def main_from_args(args: argparse.Namespace) -> int:
-    """Run ``avlib preprocess``; prints the summary as JSON. Returns 0, or 2 for bad arguments."""
-    from avlib.data.datasets import DatasetError, list_clips
-    from avlib.data.store import StoreError
+def max_side_option(value: int | None) -> int | None:
+    """``--max-side`` of ``avlib preprocess`` and ``avlib sync``: 0 (or None) = never downscale."""
+    if value is None or int(value) == 0:
+        return None
+    if int(value) < 0:
+        raise ValueError(f"--max-side must be 0 (never downscale) or a positive number of pixels, got {value}")
+    return int(value)
 
-    try:
-        cfg = PreprocessConfig(crops=tuple(args.crops), features=tuple(args.features),
-                               syncnet_size=args.syncnet_size, multi_face=args.multi_face,
-                               max_side=args.max_side or None, jpeg_quality=args.jpeg_quality)
-        shard = parse_shard(args.shard)
-        items = list_clips(args.dataset, args.root, split=args.split, split_file=args.split_file)
-        for skipped in getattr(items, "skipped", [])[:20]:
-            print(f"skipped {skipped.entry}: {skipped.reason} ({skipped.detail})", file=sys.stderr)
-        summary = preprocess_dataset(items, args.out, cfg, workers=args.workers, shard=shard,
-                                     progress=not args.no_progress)
-    except (ValueError, DatasetError, StoreError) as err:
-        print(f"avlib preprocess: {err}", file=sys.stderr)
-        return 2
+
+def check_out_and_root(root: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Refuse a store folder that is the dataset folder or inside it (the store would mix with,
+    and be listed among, the dataset's own files)."""
+    root_p, out_p = Path(root).expanduser().resolve(), Path(out).expanduser().resolve()
+    if out_p == root_p or root_p in out_p.parents:
+        raise ValueError(f"--out {out} is {'the dataset folder' if out_p == root_p else 'inside the dataset folder'} "
+                         f"--root {root}; write the store to a folder outside the dataset")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Run ``avlib preprocess``; prints the summary as JSON. Returns 0, or
+    :data:`avlib.cli.EXIT_INCOMPLETE` when clips failed for a reason other than their content
+    (they are listed under ``failed``; rerun to retry them). Other errors are raised and turned
+    into exit codes by :func:`avlib.cli.run_command`."""
+    from avlib.data.datasets import list_clips
+
+    check_out_and_root(args.root, args.out)
+    cfg = PreprocessConfig(crops=tuple(args.crops), features=tuple(args.features),
+                           syncnet_size=args.syncnet_size, multi_face=args.multi_face,
+                           max_side=max_side_option(args.max_side), jpeg_quality=args.jpeg_quality)
+    shard = parse_shard(args.shard)
+    items = list_clips(args.dataset, args.root, split=args.split, split_file=args.split_file)
+    for skipped in getattr(items, "skipped", [])[:20]:
+        print(f"skipped {skipped.entry}: {skipped.reason} ({skipped.detail})", file=sys.stderr)
+    summary = preprocess_dataset(items, args.out, cfg, workers=args.workers, shard=shard,
+                                 progress=not args.no_progress)
     manifest = summary.pop("manifest")
     summary["store"] = {k: manifest["summary"][k] for k in ("n_clips", "n_rejected", "hours", "rejections")}
     print(json.dumps(summary, indent=2))
-    return 0
+    if summary["failed"]:
+        print(f"avlib preprocess: {len(summary['failed'])} clips failed for a reason other than their "
+              f"content (see \"failed\"); they are not recorded: rerun the same command to retry them",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
+    return EXIT_OK

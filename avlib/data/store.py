@@ -29,12 +29,31 @@ convention), whatever order the arrays were given in; the stream's ``order`` ("r
 "gray") says in which order :meth:`ClipStore.frames` returns them, so exported files open with the
 right colours in any viewer and ``cv2.imread`` of an exported frame gives BGR, as upstream expects.
 
-Crash safety and shards. A clip is written into a hidden temporary sibling folder and renamed
-into place with ``os.replace`` (atomic), so a killed run leaves either a complete clip or nothing
-under its name; a writer removes the temporaries left by dead runs when it starts. Rejections are
-single JSON files written the same way. Several writers (processes or machines sharing the
-folder) can fill one store without coordination: every clip is its own set of files, and
-:meth:`StoreWriter.finalize` builds ``store.json`` by scanning whatever clips and rejections exist.
+Crash safety. A clip is written into a hidden temporary sibling folder and renamed into place
+(atomic), so a killed run leaves either a complete clip or nothing under its name; a writer
+removes the temporaries of dead runs when it starts (those of live processes, and of other
+machines younger than ``stale_temp_seconds``, are kept). Rejections and ``store.json`` are single
+files written atomically (:mod:`avlib.artifacts`).
+
+Several writers. Processes or machines sharing the folder may fill one store at the same time,
+sharded (``--shard i/N``, each clip written by one writer) or not. What is guaranteed:
+
+- a finished clip is never lost, damaged or moved aside by another writer: when two writers
+  finish the same clip, the first one's stays and the second counts it as done
+  (``write_clip(..., overwrite=False)``, what the preprocessing uses); a rejection never removes
+  a finished clip (``reject`` keeps it unless ``replace_finished=True``), and when both exist the
+  finished clip wins;
+- :meth:`StoreWriter.finalize` scans the folder and writes ``store.json`` under an exclusive
+  lock (``.store.lock``, ``flock``), so the manifest written last lists every clip finished
+  before that finalize started: a slower shard can no longer replace it with an older snapshot;
+- :class:`ClipStore` warns when finished clips on disk are missing from ``store.json`` (written
+  after the last finalize) and lists them with :meth:`ClipStore.unlisted`.
+
+Not guaranteed: unsharded writers may do the same clip twice (wasted work, not lost data; shard
+to split the work); clips finished after a finalize are not in that manifest until the next one;
+on network file systems the lock holds across machines only where the client supports ``flock``
+(Linux NFS clients emulate it with POSIX locks; others may lock per machine), and stale
+temporaries of other machines are recognised by age only.
 
 Clip ids may contain ``/`` (LRS2 ``6330311066473698535/00011``) or any other character: folder
 names are a reversible percent-encoding (:func:`safe_name`, :func:`id_from_safe_name`).
@@ -43,11 +62,12 @@ names are a reversible percent-encoding (:func:`safe_name`, :func:`id_from_safe_
 from __future__ import annotations
 
 import copy
+import errno
+import io
 import json
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -60,6 +80,11 @@ import cv2
 import numpy as np
 import soundfile as sf
 
+from avlib.artifacts import (HOST, atomic_write_text, find_current, folder_lock,
+                             is_stale_temp, record_current as _record_product, temp_owner)
+from avlib.audio import FPS, SAMPLES_PER_FRAME, SR
+from avlib.cli import EXIT_OUTPUT, EXIT_USAGE
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -67,6 +92,7 @@ __all__ = [
     "FPS",
     "SAMPLES_PER_FRAME",
     "StoreError",
+    "StoreConfigError",
     "StoreWriter",
     "ClipStore",
     "safe_name",
@@ -75,11 +101,8 @@ __all__ = [
 
 FORMAT = "avlib-clip-store"
 FORMAT_VERSION = 1
-SR = 16000  #: audio sample rate (Hz)
-FPS = 25  #: video frame rate (frames/s)
-SAMPLES_PER_FRAME = SR // FPS  #: 640 audio samples per video frame
-
 MANIFEST = "store.json"
+LOCK = ".store.lock"  #: held while finalize() scans and writes the manifest
 CONFIG = "config.json"
 CLIPS_DIR = "clips"
 REJECTED_DIR = "rejected"
@@ -107,11 +130,19 @@ _REASON_RE = re.compile(r"[A-Za-z0-9_.:-]+")
 _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
 _MAX_SAFE_LEN = 240  # file names are limited to 255 bytes; leave room for ".json"
 _TEMP_PREFIXES = (".tmp.", ".old.")
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+_HOST = HOST
 
 
 class StoreError(Exception):
     """The store on disk is missing, incomplete, inconsistent, or does not hold what was asked."""
+
+    exit_code = EXIT_OUTPUT  # on the command line the store is what `avlib preprocess` writes
+
+
+class StoreConfigError(StoreError):
+    """A writer was started with settings other than those the store was written with."""
+
+    exit_code = EXIT_USAGE
 
 
 # ----------------------------------------------------------------------------- clip id <-> folder
@@ -183,49 +214,13 @@ def _dumps(obj) -> str:
 
 
 def _temp_name(final_name: str, kind: str = ".tmp.") -> str:
-    """Hidden sibling name that records its owner (host, pid) so a later writer can tell whether
-    the run that made it is dead (see :func:`_is_stale`)."""
-    return f"{kind}{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:10]}.{final_name}"
+    """Hidden sibling name of a clip folder that records its owner (host, pid), so that a later
+    writer can tell whether the run that made it is dead (:func:`avlib.artifacts.is_stale_temp`)."""
+    return f"{kind}{HOST}.{os.getpid()}.{uuid.uuid4().hex[:10]}.{final_name}"
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(_temp_name(path.name))
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _is_stale(path: Path, max_age_s: float) -> bool:
-    """A temporary is stale when its owner on this host is dead, or it is older than max_age_s
-    (owners on other machines cannot be asked; writing one clip takes seconds)."""
-    parts = path.name.split(".", 4)  # "", "tmp", host, pid, rest
-    try:
-        host, pid = parts[2], int(parts[3])
-    except (IndexError, ValueError):
-        host, pid = "", -1
-    if host == _HOST and pid == os.getpid():
-        return False
-    if host == _HOST and pid > 0 and not _pid_alive(pid):
-        return True
-    try:
-        return time.time() - path.lstat().st_mtime > max_age_s
-    except FileNotFoundError:
-        return False
+    atomic_write_text(path, text, make_parents=False)
 
 
 def _remove(path: Path) -> None:
@@ -389,13 +384,14 @@ def _encode_stream(frames: np.ndarray, order: str, quality: int) -> tuple[bytes,
 
 
 class StoreWriter:
-    """Writes clips into a store folder; safe to kill and rerun, and to run as N independent shards.
+    """Writes clips into a store folder; safe to kill and rerun, and to run as several writers
+    at once (shards or not: see the module docstring for what is guaranteed).
 
     Args:
         root: the store folder (created if absent).
         config: the preprocessing settings (JSON-able). Saved in ``config.json`` by the first
-            writer; a later writer with a *different* config raises :class:`StoreError`, so a
-            resumed run cannot silently mix settings. ``None`` adopts the saved one.
+            writer; a later writer with a *different* config raises :class:`StoreConfigError`,
+            so a resumed run cannot silently mix settings. ``None`` adopts the saved one.
         jpeg_quality: JPEG quality 1-100 of the image streams (95 = ``cv2.imwrite``'s default,
             what upstream's per-frame files use).
         stale_temp_seconds: temporaries of other machines older than this are removed at start
@@ -413,7 +409,9 @@ class StoreWriter:
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         self.removed_temporaries = self._remove_stale_temporaries(stale_temp_seconds)
-        self.config = self._settle_config(config)
+        # Under the lock: two writers starting together must not both save their config.
+        with folder_lock(self.root / LOCK, what=f"the clip store {self.root}"):
+            self.config = self._settle_config(config)
 
     # -- setup
     def _settle_config(self, config: dict | None) -> dict:
@@ -429,16 +427,19 @@ class StoreWriter:
             _write_text_atomic(path, _dumps(wanted))
         elif saved != wanted:
             changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise StoreError(f"the store at {self.root} was written with a different config "
+            raise StoreConfigError(f"the store at {self.root} was written with a different config "
                              f"(differs in {changed}); finish it with the same config, or write to "
                              "a new folder")
         return wanted
 
     def _remove_stale_temporaries(self, max_age_s: float) -> int:
+        """Remove the clip folders and files that dead (or, on other machines, old) writers left
+        half-written; never those of live processes."""
         removed = 0
         for folder in (self.clips_dir, self.rejected_dir, self.root):
             for entry in folder.iterdir():
-                if entry.name.startswith(_TEMP_PREFIXES) and _is_stale(entry, max_age_s):
+                ours = entry.name.startswith(_TEMP_PREFIXES) or temp_owner(entry) is not None
+                if ours and is_stale_temp(entry, max_age_s):
                     _remove(entry)
                     removed += 1
         return removed
@@ -479,11 +480,58 @@ class StoreWriter:
             return
         shutil.rmtree(trash, ignore_errors=True)
 
+    @staticmethod
+    def _finished(folder: Path, clip_id: str) -> bool:
+        """Whether ``folder`` holds a finished clip of ``clip_id`` (a readable ``meta.json``
+        that names it: the writer renames a clip into place only after writing it last)."""
+        try:
+            record = json.loads((folder / META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(record, dict) and record.get("id") == clip_id and record.get("status") == "ok"
+
+    def _commit(self, tmp: Path, final: Path, clip_id: str, overwrite: bool) -> bool:
+        """Rename the finished temporary folder ``tmp`` onto ``final``. True when it is in
+        place; False when another writer's finished clip was there (or got there first) and
+        was kept (``overwrite=False``, or a race lost during the swap)."""
+        try:
+            os.rename(tmp, final)  # fails on a non-empty final folder instead of replacing it
+            return True
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if not overwrite and self._finished(final, clip_id):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        # Replace: the old folder goes aside first, so its name never shows a half-deleted clip.
+        trash = final.with_name(_temp_name(final.name, ".old."))
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            trash = None
+        try:
+            os.rename(tmp, final)
+        except OSError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and self._finished(final, clip_id):
+                shutil.rmtree(tmp, ignore_errors=True)  # another writer's clip got in between
+                if trash is not None:
+                    shutil.rmtree(trash, ignore_errors=True)
+                return False
+            if trash is not None:
+                try:
+                    os.rename(trash, final)  # put the old clip back rather than lose it
+                except OSError:
+                    pass
+            raise
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return True
+
     # -- writing
     def write_clip(self, clip_id: str, meta: dict, streams: dict[str, np.ndarray], audio: np.ndarray,
                    features: dict[str, np.ndarray] | None = None, landmarks: np.ndarray | None = None,
-                   orders: dict[str, str] | None = None) -> None:
-        """Write one finished clip atomically (replacing an earlier version or rejection).
+                   orders: dict[str, str] | None = None, *, overwrite: bool = True) -> bool:
+        """Write one finished clip atomically (replacing an earlier rejection).
 
         Args:
             clip_id: e.g. ``"6330311066473698535/00011"``; any non-empty string.
@@ -496,6 +544,12 @@ class StoreWriter:
             landmarks: ``(T, K, 2)`` pixels (e.g. lip landmarks), stored as float32.
             orders: colour order per stream, ``"rgb"`` (default for colour), ``"bgr"`` or ``"gray"``
                 (default and only choice for (T, H, W) streams).
+            overwrite: replace an existing finished version of the clip (swapped, never shown
+                half-deleted). False keeps a finished version already in the store, e.g. one
+                another writer finished meanwhile, and returns False.
+
+        Returns:
+            True when this version is in place, False when an existing finished one was kept.
         """
         name = safe_name(clip_id)
         user_meta = _check_meta(meta)
@@ -537,19 +591,25 @@ class StoreWriter:
             })
             # meta.json last: inside the temporary folder too, a clip without it is unfinished.
             (tmp / META).write_text(_dumps(record), encoding="utf-8")
-            self._move_aside(final)
-            os.replace(tmp, final)
+            placed = self._commit(tmp, final, clip_id, overwrite)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         # After the clip is in place: a crash here leaves both records, and finalize() lets the
         # finished clip win, which is what this call meant.
         self._rejected_path(clip_id).unlink(missing_ok=True)
+        return placed
 
-    def reject(self, clip_id: str, reason: str, detail: str = "", meta: dict | None = None) -> None:
+    def reject(self, clip_id: str, reason: str, detail: str = "", meta: dict | None = None, *,
+               replace_finished: bool = False) -> bool:
         """Record that ``clip_id`` was rejected: ``reason`` is a short code (``"no_face"``,
         ``"too_short"``, a :data:`avlib.media.REASONS` code, ...), ``detail`` a sentence for humans,
-        ``meta`` what is known about the clip (dataset, split, speaker, face_track ...)."""
+        ``meta`` what is known about the clip (dataset, split, speaker, face_track ...).
+
+        A finished version of the clip is kept and nothing is recorded (returns False): a
+        rejection must never destroy a clip another writer finished. ``replace_finished=True``
+        removes it instead (a deliberate re-verdict). Returns True when the rejection is recorded.
+        """
         if not isinstance(reason, str) or not _REASON_RE.fullmatch(reason):
             raise ValueError("reason must be a short code of letters, digits and _.:- (e.g. 'no_face'), "
                              f"got {reason!r}")
@@ -560,10 +620,14 @@ class StoreWriter:
         record.update(_check_meta(meta))
         record.update({"id": clip_id, "status": "rejected", "reason": reason, "detail": str(detail),
                        "format_version": FORMAT_VERSION})
-        # Remove a finished version first: a crash in between leaves neither, so the clip is
-        # simply redone, never both with the finished one (which would win) being stale.
-        self._move_aside(self.clip_dir(clip_id))
+        if self._finished(self.clip_dir(clip_id), clip_id):
+            if not replace_finished:
+                return False
+            # Remove the finished version first: a crash in between leaves neither, so the clip
+            # is simply redone, never both with the finished one (which would win) being stale.
+            self._move_aside(self.clip_dir(clip_id))
         _write_text_atomic(path, _dumps(record))
+        return True
 
     # -- manifest
     def _scan(self) -> tuple[list[dict], list[dict], list[str]]:
@@ -575,7 +639,10 @@ class StoreWriter:
             if not meta_path.is_file():
                 incomplete.append(entry.name)
                 continue
-            record = _read_json(meta_path)
+            try:
+                record = _read_json(meta_path)
+            except FileNotFoundError:  # swapped by a writer replacing it this very moment
+                continue
             if not isinstance(record.get("id"), str) or not record["id"] or safe_name(record["id"]) != entry.name:
                 raise StoreError(f"{meta_path} holds id {record.get('id')!r}, which does not belong in "
                                  f"folder {entry.name!r}; remove that folder and rerun its clip")
@@ -583,7 +650,10 @@ class StoreWriter:
         for entry in sorted(self.rejected_dir.glob("*.json")):
             if entry.name.startswith("."):
                 continue
-            record = _read_json(entry)
+            try:
+                record = _read_json(entry)
+            except FileNotFoundError:  # removed by a writer that finished the clip meanwhile
+                continue
             if record.get("id") not in ok:  # a finished clip wins (see write_clip)
                 rejected[record["id"]] = record
         by_id = lambda records: [records[k] for k in sorted(records)]  # noqa: E731
@@ -595,11 +665,19 @@ class StoreWriter:
         Returns the manifest: ``format``, ``format_version``, ``created_by``, ``finalized_at``,
         ``config``, ``summary`` (counts, hours, per-split/per-dataset totals, rejections by
         reason, bytes) and ``clips`` (one record per clip, finished and rejected, sorted by id).
+
+        Several writers may finalize at any time: the scan and the write happen under the
+        store's lock, so the manifest written last is never an older snapshot than one written
+        before it (it lists every clip finished before its scan began).
         """
+        with folder_lock(self.root / LOCK, what=f"the clip store {self.root}"):
+            return self._finalize_locked()
+
+    def _finalize_locked(self) -> dict:
         ok, rejected, incomplete = self._scan()
         if incomplete:
             warnings.warn(f"{len(incomplete)} clip folders under {self.clips_dir} have no {META} "
-                          f"(e.g. {incomplete[0]!r}); they are left out of the manifest", stacklevel=2)
+                          f"(e.g. {incomplete[0]!r}); they are left out of the manifest", stacklevel=3)
         from avlib import __version__
 
         def totals(records, key):
@@ -675,9 +753,13 @@ class ClipStore:
     Attributes:
         root: the store folder. manifest: the parsed ``store.json``.
         clips: records of the finished clips (sorted by id). rejected: records of rejected clips.
+
+    ``check_unlisted`` (default) compares the clip folders with ``store.json`` when the store is
+    opened (one directory listing) and warns when finished clips are missing from it: they were
+    written after the last :meth:`StoreWriter.finalize` (:meth:`unlisted` names them).
     """
 
-    def __init__(self, root, cache_size: int = 4096):
+    def __init__(self, root, cache_size: int = 4096, check_unlisted: bool = True):
         self.root = Path(root)
         path = self.root / MANIFEST
         if not self.root.is_dir():
@@ -697,6 +779,33 @@ class ClipStore:
         self._by_id = {rec["id"]: rec for rec in self.clips}
         self._cache_size = int(cache_size)
         self._make_caches()
+        if check_unlisted:
+            missing = self.unlisted()
+            if missing:
+                warnings.warn(
+                    f"{len(missing)} finished clips in {self.root} are not in {MANIFEST} (e.g. "
+                    f"{missing[0]!r}): they were written after its last finalize(); run "
+                    f"StoreWriter({str(self.root)!r}).finalize() (or rerun `avlib preprocess`) to "
+                    "include them", stacklevel=2)
+
+    def unlisted(self) -> list[str]:
+        """Ids of the finished clips on disk that ``store.json`` does not list (sorted); such a
+        clip was written after the last finalize, by this or another writer."""
+        listed = {safe_name(rec["id"]) for rec in self.manifest.get("clips", []) if rec.get("id")}
+        found = []
+        try:
+            entries = list(os.scandir(self.root / CLIPS_DIR))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in listed or not entry.is_dir():
+                continue
+            if os.path.isfile(os.path.join(entry.path, META)):
+                try:
+                    found.append(id_from_safe_name(entry.name))
+                except ValueError:
+                    continue
+        return sorted(found)
 
     def _make_caches(self) -> None:
         self._index_cache = _LRU(self._cache_size)
@@ -777,15 +886,26 @@ class ClipStore:
                              f"{clip_id!r}, which has {total} frames (last valid start: {total - length})")
         return start, length
 
+    def _load_npy(self, clip_id: str, relpath: str, mmap: bool) -> np.ndarray:
+        """One ``.npy`` of a clip; a missing or damaged file is a StoreError naming the clip, the
+        file and the remedy (not numpy's ``mmap length is greater than file size``)."""
+        path = self.clip_dir(clip_id) / relpath
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise StoreError(f"clip {clip_id!r}: {path} is missing although {MANIFEST} lists it; the "
+                             "store changed after finalize(): run finalize() again") from None
+        except (ValueError, EOFError, OSError) as err:
+            size = path.stat().st_size if path.exists() else 0
+            raise StoreError(
+                f"clip {clip_id!r}: {path} is damaged ({size} bytes; numpy: "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}), probably cut short "
+                f"by a full disk or an interrupted copy; delete the folder {self.clip_dir(clip_id)} "
+                "and rerun the preprocessing with the same settings (it redoes missing clips)") from None
+
     def _offsets(self, clip_id: str, stream: str) -> np.ndarray:
-        def load():
-            path = self.clip_dir(clip_id) / f"{stream}.idx.npy"
-            try:
-                return np.load(path)
-            except FileNotFoundError:
-                raise StoreError(f"{path} is missing although store.json lists the clip; the store "
-                                 "changed after finalize(): run finalize() again") from None
-        return self._index_cache.get((clip_id, stream), load)
+        return self._index_cache.get((clip_id, stream),
+                                     lambda: self._load_npy(clip_id, f"{stream}.idx.npy", mmap=False))
 
     def _stream_info(self, clip_id: str, stream: str) -> dict:
         streams = self._record(clip_id)["streams"]
@@ -828,14 +948,7 @@ class ClipStore:
 
     # -- audio, features, landmarks
     def _mmap(self, clip_id: str, relpath: str) -> np.ndarray:
-        def load():
-            path = self.clip_dir(clip_id) / relpath
-            try:
-                return np.load(path, mmap_mode="r")
-            except FileNotFoundError:
-                raise StoreError(f"{path} is missing although store.json lists it; the store changed "
-                                 "after finalize(): run finalize() again") from None
-        return self._mmap_cache.get((clip_id, relpath), load)
+        return self._mmap_cache.get((clip_id, relpath), lambda: self._load_npy(clip_id, relpath, mmap=True))
 
     def audio(self, clip_id: str, start_frame: int = 0, n_frames: int | None = None, pad: bool = False) -> np.ndarray:
         """Audio of video frames ``start_frame .. start_frame + n_frames - 1``: float32 in [-1, 1],
@@ -880,7 +993,7 @@ class ClipStore:
         """float32 ``(T, K, 2)`` landmark pixels, or None when the clip was stored without them."""
         if self._record(clip_id).get("landmarks") is None:
             return None
-        return np.load(self.clip_dir(clip_id) / LANDMARKS)
+        return self._load_npy(clip_id, LANDMARKS, mmap=False)
 
     # -- interoperability
     def _export_relpath(self, clip_id: str) -> Path:
@@ -926,8 +1039,10 @@ class ClipStore:
                 blob = _read_range(self.clip_dir(clip_id) / f"{stream}.jpg.bin", 0, int(offsets[-1]))
                 for n in range(len(offsets) - 1):
                     (tmp / f"{n}.jpg").write_bytes(blob[offsets[n] : offsets[n + 1]])
-                sf.write(tmp / "audio.wav", np.asarray(self._mmap(clip_id, AUDIO)), SR,
-                         subtype="PCM_16", format="WAV")
+                # Through memory: libsndfile reports a full disk as a bare "System error".
+                wav = io.BytesIO()
+                sf.write(wav, np.asarray(self._mmap(clip_id, AUDIO)), SR, subtype="PCM_16", format="WAV")
+                (tmp / "audio.wav").write_bytes(wav.getvalue())
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
@@ -944,26 +1059,25 @@ class ClipStore:
 
 
 # -- where a chapter finds its store
-CURRENT = "current.json"
 
 
 def find_store(artifacts_root=None, data_root=None) -> "ClipStore":
     """The store a chapter should read: ``data_root`` when it is a store folder, else the one the
-    preprocessing chapter recorded in ``<artifacts_root>/store/current.json``."""
+    preprocessing chapter recorded (:func:`avlib.artifacts.find_current` of ``"store"``)."""
     if data_root and (Path(data_root) / MANIFEST).is_file():
         return ClipStore(data_root)
-    pointer = Path(artifacts_root or ".") / "store" / CURRENT
-    if not pointer.is_file():
-        hint = (f"{data_root} is not a clip store (no {MANIFEST}); preprocess it with "
-                "`avlib preprocess --dataset ... --root ... --out ...` and pass the output folder"
-                if data_root else "run chapter 01_preprocessing with the same profile first "
-                "(avlib book run --only 01_preprocessing)")
-        raise StoreError(f"no clip store under {artifacts_root}: {hint}")
-    return ClipStore(json.loads(pointer.read_text())["path"])
+    if data_root:
+        raise StoreError(f"no clip store under {artifacts_root}: {data_root} is not a clip store (no "
+                         f"{MANIFEST}); preprocess it with `avlib preprocess --dataset ... --root ... "
+                         "--out ...` and pass the output folder")
+    try:
+        folder = find_current(Path(artifacts_root or "."), "store", producer="01_preprocessing")
+    except FileNotFoundError as err:
+        raise StoreError(f"no clip store under {artifacts_root}: {err}") from None
+    return ClipStore(folder)
 
 
 def record_current(artifacts_root, store_root) -> None:
-    """Remember ``store_root`` as the store later chapters of this profile read."""
-    from avlib.artifacts import atomic_write_json
-
-    atomic_write_json(Path(artifacts_root) / "store" / CURRENT, {"path": str(Path(store_root).resolve())})
+    """Remember ``store_root`` as the store later chapters of this profile read
+    (:func:`avlib.artifacts.record_current` of ``"store"``)."""
+    _record_product(artifacts_root, "store", store_root)

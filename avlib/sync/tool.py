@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -54,7 +55,9 @@ import numpy as np
 import torch
 
 from avlib import media
+from avlib.artifacts import temp_path
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, SYNC_WINDOW_FRAMES
+from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
 from avlib.checkpoints import (
     CheckpointMismatch,
     UnsafeCheckpointError,
@@ -62,11 +65,10 @@ from avlib.checkpoints import (
     load_official,
     read_checkpoint_info,
 )
-from avlib.media import MediaError
 from avlib.models import SyncNet, count_parameters
 from avlib.models.syncnet import OFFICIAL_IMG_SIZE
 from avlib.data.tracking import ClipRejected, track_faces
-from avlib.data.preprocess import PreprocessConfig, make_detector
+from avlib.data.preprocess import MAX_SIDE_HELP, PreprocessConfig, make_detector, max_side_option
 from avlib.data.crops import crop_syncnet
 from avlib.sync import DEFAULT_VSHIFT, SyncResult, syncnet_offset_stream
 
@@ -93,6 +95,8 @@ MS_PER_FRAME = 1000.0 / FPS
 DEFAULT_MAX_SIDE = 1280
 #: Suffixes of the book's own checkpoints (everything else is read as an official state dict).
 _OWN_SUFFIXES = (".json", ".safetensors")
+#: Containers ``fix`` writes (H.264 copied + AAC): what ffmpeg muxes both into.
+OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
 
 _NO_WEIGHTS = (
     "no SyncNet weights given. Pass --weights FILE (Python: load_syncnet(FILE)) or set the "
@@ -105,7 +109,15 @@ _NO_WEIGHTS = (
 
 
 class SyncToolError(Exception):
-    """The sync check/fix cannot run on this input; the message says why and what to do."""
+    """The sync check/fix cannot run on this input; the message says why and what to do.
+    ``exit_code`` is its command-line class (:mod:`avlib.cli`): an input problem unless said."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.exit_code))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +135,7 @@ def _load_syncnet(weights: str | os.PathLike | None) -> tuple[SyncNet, str]:
     from_env = weights is None
     source = os.environ.get(ENV_WEIGHTS) if from_env else weights
     if source is None or str(source).strip() == "":
-        raise SyncToolError(_NO_WEIGHTS)
+        raise SyncToolError(_NO_WEIGHTS, EXIT_USAGE)
     path = Path(source).expanduser()
     origin = f" (from ${ENV_WEIGHTS})" if from_env else ""
     if _is_own_checkpoint(path):
@@ -198,9 +210,10 @@ def _device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise SyncToolError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from err
+        raise SyncToolError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'", EXIT_USAGE) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SyncToolError(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; use --device cpu")
+        raise SyncToolError(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; use --device cpu",
+                            EXIT_USAGE)
     return dev
 
 
@@ -219,7 +232,8 @@ def min_frames(vshift: int = DEFAULT_VSHIFT) -> int:
 
 def _check_vshift(vshift) -> int:
     if isinstance(vshift, bool) or int(vshift) != vshift or vshift < 1:
-        raise SyncToolError(f"vshift must be a positive whole number of frames (15 = ±0.6 s), got {vshift!r}")
+        raise SyncToolError(f"vshift must be a positive whole number of frames (15 = ±0.6 s), got {vshift!r}",
+                            EXIT_USAGE)
     return int(vshift)
 
 
@@ -337,13 +351,16 @@ def _analyse(
     path = Path(path)
     vshift = _check_vshift(vshift)
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise SyncToolError(f"batch_size must be a positive whole number of windows, got {batch_size!r}")
+        raise SyncToolError(f"batch_size must be a positive whole number of windows, got {batch_size!r}",
+                            EXIT_USAGE)
     dev = _device(device)
     crop_size = getattr(model, "img_size", OFFICIAL_IMG_SIZE)
     if not isinstance(crop_size, (int, np.integer)) or crop_size < 1:
         raise SyncToolError(f"the model's img_size must be a positive int (crop side in pixels), got {crop_size!r}")
     if cfg is None:
-        cfg = PreprocessConfig(crops=("syncnet",), features=(), syncnet_size=int(crop_size), max_side=max_side)
+        # max_side 0 or None: never downscale (as `avlib preprocess --max-side 0`).
+        cfg = PreprocessConfig(crops=("syncnet",), features=(), syncnet_size=int(crop_size),
+                               max_side=max_side_option(max_side))
     info, wav, usable = _probe_input(path, vshift)
 
     t0 = time.perf_counter()
@@ -404,7 +421,8 @@ def check_video(
         batch_size: windows per forward pass; at most ``batch_size + 5`` crops are held.
         device: where the windows are sent.
         progress: tqdm bars on stderr.
-        max_side: frames larger than this (longer side, pixels) are downscaled while decoding.
+        max_side: frames larger than this (longer side, pixels) are downscaled while decoding;
+            0 or None: never.
         cfg: face-tracking and decoding settings (:class:`avlib.data.preprocess.PreprocessConfig`:
             detector model and threshold, gap filling, median kernel, ``max_side``,
             ``max_pixels``); default: the preprocessing defaults with ``max_side``. When given,
@@ -454,6 +472,7 @@ def fix_video(
     device: str | torch.device = "cpu",
     progress: bool = True,
     verify: bool = False,
+    overwrite: bool = False,
     **check_options,
 ) -> dict:
     """Write a copy of ``path`` with the audio moved to cancel its AV offset.
@@ -463,12 +482,14 @@ def fix_video(
     is delayed, audio that lags is advanced (:func:`avlib.media.remux_with_shifted_audio`).
 
     Args:
-        path: input video. out: destination (its folder must exist; must differ from ``path``).
+        path: input video. out: destination, a new file (its folder must exist and be writable;
+            suffix one of :data:`OUTPUT_SUFFIXES`; not ``path``). Checked before the measurement.
         model: SyncNet used to measure the offset when ``offset`` is None.
         offset: a known offset in frames, syncnet_python's sign (what ``check`` prints);
             skips the measurement.
         vshift, batch_size, device, progress, check_options: passed to :func:`check_video`.
         verify: re-check ``out`` with ``model`` and report its residual offset.
+        overwrite: replace an existing ``out`` (else FileExistsError, before any work).
 
     Returns:
         dict with ``input``, ``output``, ``offset_frames``, ``offset_ms``, ``measured`` (bool),
@@ -479,23 +500,20 @@ def fix_video(
     if offset is None and model is None:
         raise SyncToolError(
             "fix needs the offset: give a SyncNet (--weights / $AVLIB_SYNCNET_WEIGHTS) to measure "
-            "it, or --offset N with the offset `avlib sync check` printed"
+            "it, or --offset N with the offset `avlib sync check` printed", EXIT_USAGE
         )
     if verify and model is None:
-        raise SyncToolError("verify=True re-checks the output and needs a model")
+        raise SyncToolError("verify=True re-checks the output and needs a model", EXIT_USAGE)
     src, dst = Path(path), Path(out)
     if not src.exists():
         raise SyncToolError(f"video not found: {src}")
-    if dst.resolve() == src.resolve():
-        raise SyncToolError(f"the output must be a new file, not the input itself ({src})")
-    if not dst.parent.is_dir():
-        raise SyncToolError(f"cannot write {dst}: folder {dst.parent} does not exist (create it first)")
+    check_output(src, dst, overwrite)
     result, facts = None, None
     if offset is None:
         result, facts = _analyse(src, model, vshift, batch_size, device, progress, **check_options)
         offset = result.offset
     elif isinstance(offset, bool) or int(offset) != offset:
-        raise SyncToolError(f"offset must be a whole number of frames, got {offset!r}")
+        raise SyncToolError(f"offset must be a whole number of frames, got {offset!r}", EXIT_USAGE)
     offset = int(offset)
     info = media.probe(src)
     if not info.has_audio:
@@ -517,6 +535,42 @@ def fix_video(
         "check": facts,
         "residual_offset": residual,
     }
+
+
+def check_output(src: Path, dst: Path, overwrite: bool = False) -> None:
+    """Refuse an output ``fix`` could not or should not write, before any (slow) measurement:
+    the input itself, a folder, an unknown suffix, a missing or unwritable folder, or an existing
+    file without ``overwrite``."""
+    if dst.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"the output {dst} is a folder; give a file name such as "
+                                f"{dst / (src.stem + '_fixed.mp4')}", str(dst))
+    same = dst.resolve() == src.resolve()
+    if not same and dst.exists():
+        try:
+            same = os.path.samefile(src, dst)
+        except OSError:
+            pass
+    if same:
+        raise SyncToolError(f"the output must be a new file, not the input itself ({src})", EXIT_USAGE)
+    if dst.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise SyncToolError(f"the output {dst} must end in one of {', '.join(OUTPUT_SUFFIXES)} (the copied "
+                            "H.264 video and AAC audio are muxed into it)", EXIT_USAGE)
+    if not dst.parent.is_dir():
+        what = "is a file" if dst.parent.exists() else "does not exist (create it first)"
+        raise SyncToolError(f"cannot write {dst}: folder {dst.parent} {what}", EXIT_OUTPUT)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(errno.EEXIST, f"{dst} exists and `fix` writes a new file; pass --force "
+                              "(Python: overwrite=True) to replace it, or choose another name", str(dst))
+    # Root passes os.access everywhere: try the folder for real (read-only mounts, permissions).
+    probe = temp_path(dst)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(dst)) from None
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -575,7 +629,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int, default=20, help="windows per forward pass (default 20)")
         p.add_argument("--device", default="cpu", help="torch device (default cpu)")
         p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
-                       help="downscale larger frames to this longer side while decoding (pixels)")
+                       help=f"{MAX_SIDE_HELP} (default {DEFAULT_MAX_SIDE})")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     check = actions.add_parser("check", help="measure the AV offset, LSE-D and LSE-C of a video",
@@ -587,7 +641,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              description="Write a copy of VIDEO whose audio is shifted to cancel the "
                                          "measured (or given) offset; the video stream is not re-encoded.")
     common(fix)
-    fix.add_argument("-o", "--output", required=True, help="output video (a new file)")
+    fix.add_argument("-o", "--output", required=True,
+                     help=f"output video, a new file ({', '.join(OUTPUT_SUFFIXES)}); see --force")
+    fix.add_argument("--force", action="store_true", help="replace the output file if it exists")
     fix.add_argument("--offset", type=int, default=None,
                      help="known offset in frames as `sync check` prints it (> 0 = audio leads); "
                           "skips the measurement and needs no weights")
@@ -615,39 +671,40 @@ def _print_check(result: SyncResult, facts: dict, weights: str) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """Run ``avlib sync check|fix``; returns the exit code (0 ok, 1 error: message on stderr)."""
-    try:
-        if args.action == "check":
-            model, weights = _load_syncnet(args.weights)
-            model.to(_device(args.device))
-            result, facts = _analyse(args.video, model, args.vshift, args.batch_size, args.device,
-                                     not args.quiet, args.max_side)
-            _print_check(result, facts, weights)
-            if args.plot:
-                plot_offset_curve(result, args.plot, title=Path(args.video).name)
-                print(f"plot       {args.plot}")
-            return 0
-        model = weights = None
-        if args.offset is None or args.verify:
-            model, weights = _load_syncnet(args.weights)
-            model.to(_device(args.device))
-        done = fix_video(args.video, args.output, model, args.offset, args.vshift, args.batch_size,
-                         args.device, not args.quiet, args.verify, max_side=args.max_side)
-        if done["measured"]:
-            _print_check(done["result"], done["check"], weights)
-        else:
-            print(f"AV offset  {done['offset_frames']:+d} frames ({done['offset_ms']:+.0f} ms), given with --offset")
-        shift = done["shift_frames"]
-        if shift == 0:
-            action = "the audio unchanged (offset 0)"
-        else:
-            verb = "delayed" if shift > 0 else "advanced"
-            action = f"the audio {verb} by {abs(done['shift_ms']):.0f} ms ({abs(shift)} frames)"
-        print(f"wrote      {done['output']}: video stream copied (not re-encoded), {action}")
-        if done["residual_offset"] is not None:
-            print(f"re-check   {done['residual_offset']:+d} frames ({done['residual_offset'] * MS_PER_FRAME:+.0f} ms)")
-        return 0
-    except (SyncToolError, MediaError, CheckpointMismatch, UnsafeCheckpointError, FileNotFoundError,
-            ValueError) as err:
-        print(f"avlib sync {args.action}: error: {err}", file=sys.stderr)
-        return 1
+    """Run ``avlib sync check|fix``; returns 0. Errors are raised and turned into one line on
+    stderr and an exit code by :func:`avlib.cli.run_command` (2 usage, 3 input, 4 output ...)."""
+    max_side = max_side_option(args.max_side)
+    if args.action == "check":
+        model, weights = _load_syncnet(args.weights)
+        model.to(_device(args.device))
+        result, facts = _analyse(args.video, model, args.vshift, args.batch_size, args.device,
+                                 not args.quiet, max_side)
+        _print_check(result, facts, weights)
+        if args.plot:
+            plot_offset_curve(result, args.plot, title=Path(args.video).name)
+            print(f"plot       {args.plot}")
+        return EXIT_OK
+    src = Path(args.video)
+    if not src.exists():
+        raise SyncToolError(f"video not found: {src}")
+    check_output(src, Path(args.output), args.force)  # before loading weights or measuring
+    model = weights = None
+    if args.offset is None or args.verify:
+        model, weights = _load_syncnet(args.weights)
+        model.to(_device(args.device))
+    done = fix_video(args.video, args.output, model, args.offset, args.vshift, args.batch_size,
+                     args.device, not args.quiet, args.verify, overwrite=args.force, max_side=max_side)
+    if done["measured"]:
+        _print_check(done["result"], done["check"], weights)
+    else:
+        print(f"AV offset  {done['offset_frames']:+d} frames ({done['offset_ms']:+.0f} ms), given with --offset")
+    shift = done["shift_frames"]
+    if shift == 0:
+        action = "the audio unchanged (offset 0)"
+    else:
+        verb = "delayed" if shift > 0 else "advanced"
+        action = f"the audio {verb} by {abs(done['shift_ms']):.0f} ms ({abs(shift)} frames)"
+    print(f"wrote      {done['output']}: video stream copied (not re-encoded), {action}")
+    if done["residual_offset"] is not None:
+        print(f"re-check   {done['residual_offset']:+d} frames ({done['residual_offset'] * MS_PER_FRAME:+.0f} ms)")
+    return EXIT_OK
