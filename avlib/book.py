@@ -47,7 +47,7 @@ from pathlib import Path
 from avlib import envinfo
 from avlib.artifacts import (ARTIFACTS_ENV, atomic_write_json, atomic_write_text, project_root,
                              resolve_artifacts_root)
-from avlib.profiles import ProfileError, load_profile, parse_overrides
+from avlib.profiles import load_profile, parse_overrides
 from avlib.progress import PROGRESS_ENV
 
 CHAPTER_RE = re.compile(r"^(\d\d)_[a-z0-9_]+\.py$")
@@ -878,7 +878,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         elif args.book_command == "list":
             for c in find_chapters():
                 print(f"{c.name:24s} needs={c.needs} expected_seconds={c.metadata.get('expected_seconds')}")
-    except (BookError, ProfileError) as err:
+    except BookError as err:  # a failed chapter or build: its own message was printed above
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -906,7 +906,9 @@ def _inspect(name: str, profile: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avlib book", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    return main_from_args(parser.parse_args(argv))
+    from avlib.cli import run_command  # one error line and exit code per class, as `avlib book`
+
+    return run_command("avlib book", main_from_args, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ from pathlib import Path
 import yaml
 
 from avlib.artifacts import project_root
+from avlib.cli import EXIT_USAGE
 
 __all__ = ["ProfileError", "load_profile", "parse_overrides"]
 
 
 class ProfileError(RuntimeError):
     """A profile or an override the user has to fix (unknown name, bad key, malformed pair)."""
+
+    exit_code = EXIT_USAGE  # the command line reports it as a usage error
 
 
 def load_profile(name: str, root: Path | None = None) -> dict:
