@@ -11,6 +11,7 @@ import torch
 
 from avlib import sync
 from avlib.artifacts import ArtifactMissing
+from avlib.audio import vocalist_mel
 from avlib.models import (SyncNetConfig, VocaLiSTConfig, Wav2LipExpert, Wav2LipExpertConfig,
                           expert_loss, from_config)
 from avlib.models.syncnet import contrastive_loss
@@ -450,3 +451,42 @@ def test_speech_windows_and_accuracy_on_speech(store):
     with pytest.raises(ValueError, match="keep_scores"):
         sync.accuracy_on_speech(sync.evaluate_store(sync.AudioOracleScorer(), store,
                                                               contexts=(5,)), store)
+
+
+# --------------------------------------------------------------------------- alignment regression
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["syncnet", "wav2lip_expert"])
+def test_trained_models_peak_at_zero_shift_on_in_sync_clips(store, tmp_path, name):
+    """Train an embedding model on the toy store's loudness cue; on its in-sync training clips
+    the clip's mean score over shifts -3..+3 must peak at 0. A window indexing that differs
+    between the training pairs and the evaluation protocol (upstream once shipped an expert
+    trained with another indexing than its released code) moves the peak off 0. (The toy store
+    has too few clips for the peak to generalise to its test clips; the chapters check those.)"""
+    recipe = _recipe(name, store, batch_size=8, negatives=3, val_batches=1)
+    cfg = _cfg(steps=400, lr=3e-3, eval_every=400, ckpt_every=400, log_every=50)
+    net, _, _ = sync.train(recipe, cfg, "auto", tmp_path, progress=False)
+    scorer = sync.make_scorer(net)
+    for clip_id in ("grid/train0", "grid/train1", "grid/train2"):
+        scores = scorer.window_scores(sync.clip_frames(store, clip_id, net),
+                                      store.audio(clip_id), vshift=3)
+        means = sync.clip_mean_scores(scores)  # column j is the offset 3 - j
+        assert sync.clip_offset(scores) == 0, (name, clip_id, means.round(3).tolist())
+
+
+def test_vocalist_training_pairs_line_up_with_the_protocol(store):
+    """VocaLiST's true training audio for video window f (its mel from the 3200-sample chunk,
+    upstream's way) is nearest to the protocol's audio window at offset 0 (its mel cut from the
+    whole utterance), not at a shift of 1..3 frames: the two paths index the same audio."""
+    from avlib.sync import protocol
+
+    recipe = _recipe("vocalist", store, negatives=2)
+    pairs = recipe.pairs("train")
+    clip = "grid/train1"
+    wav = store.audio(clip)
+    n = sync.num_sync_windows(store.n_frames(clip), len(wav))
+    windows = protocol._mel_windows(vocalist_mel(wav), n)[:, 0]
+    for f in range(3, n - 3):
+        starts = recipe.false_starts(pairs, clip, f)
+        _, audio = recipe.shared_item(pairs, np.random.default_rng(f), clip, f, starts)
+        distance = [np.abs(audio[0] - windows[f + d]).mean() for d in range(-3, 4)]
+        assert int(np.argmin(distance)) == 3, (f, np.round(distance, 3).tolist())
