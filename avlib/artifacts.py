@@ -218,6 +218,22 @@ def _named_for_user(err: OSError, tmp: Path, final: Path) -> OSError:
     return renamed
 
 
+def check_destination(final: str | os.PathLike, make_parents: bool = False) -> Path:
+    """``final`` as a Path, once it can be written as a file: its folder exists (made when
+    ``make_parents``) and it is not itself a folder. Raises FileNotFoundError / IsADirectoryError
+    naming the path, before anything is written."""
+    final = Path(final)
+    if make_parents:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    elif not final.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {final}: folder {final.parent} does "
+                                "not exist (create it first)", str(final.parent))
+    if final.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {final}: it is a folder; give a "
+                                "file path", str(final))
+    return final
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, suffix: str | None = None, make_parents: bool = True,
                 fsync: bool = True) -> Iterator[Path]:
@@ -236,15 +252,7 @@ def atomic_path(final: str | os.PathLike, *, suffix: str | None = None, make_par
     Raises FileNotFoundError (``make_parents=False`` and no folder) or IsADirectoryError
     (``final`` is a folder) before anything is written.
     """
-    final = Path(final)
-    if make_parents:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    elif not final.parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {final}: folder {final.parent} does not "
-                                "exist (create it first)", str(final.parent))
-    if final.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {final}: it is a folder; give a file path",
-                                str(final))
+    final = check_destination(final, make_parents)
     tmp = temp_path(final, suffix)
     try:
         yield tmp

@@ -42,7 +42,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from avlib.artifacts import atomic_path, temp_path
+from avlib.artifacts import atomic_path, check_destination, temp_path
 from avlib.audio import FPS, SR
 from avlib.cli import EXIT_INPUT, EXIT_OUTPUT
 
@@ -190,14 +190,7 @@ def ffmpeg_exe() -> str:
 
 
 def _check_destination(path: str | os.PathLike) -> Path:
-    dst = Path(path)
-    if not dst.parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {dst}: folder {dst.parent} does not exist "
-                                "(create it first)", str(dst.parent))
-    if dst.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {dst}: it is a directory; pass a file path",
-                                str(dst))
-    return dst
+    return check_destination(path)
 
 
 def _unlink_quietly(path: Path | None) -> None:
