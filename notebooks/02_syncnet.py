@@ -787,25 +787,14 @@ for g, split in groups.items():
                        for name in ("LSE-D", "LSE-C")]
 
 # %%
-SPEECH = "accuracy (±1 frame, 15-frame context), speech windows"
-CLIPS = "whole-clip offset found (±1 frame)"
 expert_targets = {"seen": 95, "unseen": 90}
 n_shifted = len(shifted)
-# a guesser's hit rate on n independent clips scatters by sqrt(p (1 - p) / n)
-clip_tolerance = 200 * math.sqrt(chance / 100 * (1 - chance / 100) / max(n_shifted, 1))
-headline_rows = []
-for key, (name, size, offset_column) in models.items():
-    for g, split in groups.items():
-        if g in speech_tables[name].index:
-            goal = expert_targets[g] if key == "wav2lip_expert" else None
-            headline_rows.append({
-                "model": key, "size": size, "split": split, "metric": SPEECH,
-                "value": speech_tables[name].loc[g, 15], "unit": "%", "target": goal,
-                "baseline": chance, "tolerance": chance_tolerance, "headline": True})
-    headline_rows.append({
-        "model": key, "size": size, "split": f"{n_shifted} sync-test clips",
-        "metric": CLIPS, "value": 100 * within[offset_column], "unit": "%",
-        "baseline": chance, "tolerance": clip_tolerance, "headline": True})
+headline_rows = [
+    row for key, (name, size, offset_column) in models.items()
+    for row in sync.headline_rows(
+        key, size, speech_tables[name], 100 * within[offset_column], n_shifted,
+        chance=chance, window_tolerance=chance_tolerance,
+        targets=expert_targets if key == "wav2lip_expert" else None)]
 rows = headline_rows + other_rows
 ch.save_metrics(rows, extra=extra, task="sync")
 
@@ -826,9 +815,9 @@ def verdict_line(row: dict) -> str:
 
 
 lines = ["On the speech windows of the test sentences, at 15 frames:", ""]
-lines += [verdict_line(r) for r in headline_rows if r["metric"] == SPEECH]
+lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.SPEECH_METRIC]
 lines += ["", f"Whole-clip offsets of the {n_shifted} shifted sync-test clips:", ""]
-lines += [verdict_line(r) for r in headline_rows if r["metric"] == CLIPS]
+lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.CLIP_METRIC]
 all_windows = {(r["model"], r["split"]): r["value"] for r in rows if r["metric"] == ALL}
 lines += ["", "On all windows, silent stretches included:", ""]
 for key, (name, _, _) in models.items():

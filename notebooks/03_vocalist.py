@@ -50,7 +50,6 @@
 import copy
 import dataclasses
 import inspect
-import math
 import time
 
 import numpy as np
@@ -814,24 +813,13 @@ other_rows += [{"model": "vocalist", "size": teacher_size, "split": "train",
                for stream, fraction in (("video", zero_video), ("audio", zero_audio))]
 
 # %%
-SPEECH = "accuracy (±1 frame, 15-frame context), speech windows"
-CLIPS = "whole-clip offset found (±1 frame)"
 vocalist_targets = {"unseen": 98}
-# a guesser's hit rate on n independent clips scatters by sqrt(p (1 - p) / n)
-clip_tolerance = 200 * math.sqrt(chance / 100 * (1 - chance / 100) / max(n_shifted, 1))
-headline_rows = []
-for key, (name, net, hist, size) in ours.items():
-    for g, split in groups.items():
-        if g in speech[name].index:
-            goal = vocalist_targets.get(g) if key == "vocalist" else None
-            headline_rows.append({
-                "model": key, "size": size, "split": split, "metric": SPEECH,
-                "value": speech[name].loc[g, 15], "unit": "%", "target": goal,
-                "baseline": chance, "tolerance": chance_tolerance, "headline": True})
-    headline_rows.append({
-        "model": key, "size": size, "split": f"{n_shifted} sync-test clips",
-        "metric": CLIPS, "value": found_clips[name], "unit": "%",
-        "baseline": chance, "tolerance": clip_tolerance, "headline": True})
+headline_rows = [
+    row for key, (name, net, hist, size) in ours.items()
+    for row in sync.headline_rows(
+        key, size, speech[name], found_clips[name], n_shifted, chance=chance,
+        window_tolerance=chance_tolerance,
+        targets=vocalist_targets if key == "vocalist" else None)]
 rows = headline_rows + other_rows
 ch.save_metrics(rows, extra=extra, task="sync")
 
@@ -860,11 +848,11 @@ def seen_unseen(table: pd.DataFrame) -> str:
 
 
 lines = ["On the speech windows of the test sentences, at 15 frames:", ""]
-lines += [verdict_line(r) for r in headline_rows if r["metric"] == SPEECH]
+lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.SPEECH_METRIC]
 lines += ["", f"Whole-clip offsets of the {n_shifted} shifted sync-test clips:", ""]
-lines += [verdict_line(r) for r in headline_rows if r["metric"] == CLIPS]
+lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.CLIP_METRIC]
 vocalist_rows = [r for r in headline_rows
-                 if r["model"] == "vocalist" and r["metric"] == SPEECH]
+                 if r["model"] == "vocalist" and r["metric"] == sync.SPEECH_METRIC]
 vocalist_learnt = all(verdict_of(r) in ("met", "missed", "beats baseline")
                       for r in vocalist_rows)
 comparison = (("met" if beats_syncnet else "missed") if vocalist_learnt

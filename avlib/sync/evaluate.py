@@ -7,6 +7,7 @@ audio windows tie, and no model can win those windows.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,9 @@ __all__ = [
     "AudioOracleScorer",
     "speech_windows",
     "accuracy_on_speech",
+    "SPEECH_METRIC",
+    "CLIP_METRIC",
+    "headline_rows",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -286,3 +290,34 @@ def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
     groups = list(dict.fromkeys(table["group"]))
     means = table.groupby("group", sort=False)[list(evaluation.contexts)].mean() * 100.0
     return means.loc[groups].rename_axis(index="group", columns="context (frames)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Headline results in the book's metrics schema
+# ---------------------------------------------------------------------------------------------
+SPEECH_METRIC = "accuracy (±1 frame, 15-frame context), speech windows"
+CLIP_METRIC = "whole-clip offset found (±1 frame)"
+_GROUP_SPLITS = {"seen": "seen speakers", "unseen": "unseen speakers"}
+
+
+def headline_rows(model: str, size: str, speech_table, clips_found: float, n_clips: int, *,
+                  chance: float, window_tolerance: float,
+                  targets: Mapping[str, float] | None = None) -> list[dict]:
+    """A sync model's headline rows for ``book.save_metrics``: the accuracy at a 15-frame context
+    on speech windows for each group of ``speech_table`` (:func:`accuracy_on_speech`), with the
+    group's target from ``targets`` (None: no target) and ``window_tolerance`` points around
+    ``chance``; then the share of ``n_clips`` sync-test clips whose whole-clip offset it finds
+    (``clips_found``, %), whose tolerance is two binomial standard errors of a guesser on
+    ``n_clips`` clips (a guesser's hit rate scatters by sqrt(p (1 - p) / n))."""
+    targets = targets or {}
+    rows = [{"model": model, "size": size, "split": split, "metric": SPEECH_METRIC,
+             "value": float(speech_table.loc[group, 15]), "unit": "%",
+             "target": targets.get(group), "baseline": chance,
+             "tolerance": window_tolerance, "headline": True}
+            for group, split in _GROUP_SPLITS.items() if group in speech_table.index]
+    p = chance / 100
+    rows.append({"model": model, "size": size, "split": f"{n_clips} sync-test clips",
+                 "metric": CLIP_METRIC, "value": float(clips_found), "unit": "%",
+                 "baseline": chance, "headline": True,
+                 "tolerance": 200 * math.sqrt(p * (1 - p) / max(n_clips, 1))})
+    return rows
