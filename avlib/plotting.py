@@ -232,3 +232,67 @@ def filmstrip(frames: np.ndarray, step: int = 1, max_frames: int = 16, labels=No
     titles = [f"{i / fps:.2f}s" + (f"\n{labels[i]}" if labels else "") for i in idx]
     return show_frames(np.asarray(frames)[idx], titles=titles, ncols=len(idx), size=0.95)
 
+
+
+def _records(records, key: str) -> tuple[list, list]:
+    rows = [r for r in records if key in r and r[key] is not None and np.isfinite(r[key])]
+    return [r["step"] for r in rows], [r[key] for r in rows]
+
+
+def training_curves(hist, model: str, *, chance_loss: float | None = None,
+                    chance_label: str = "chance", chance_acc: float = 0.5,
+                    loss_key: str = "loss", acc_key: str = "acc", val_loss_key: str = "val_loss",
+                    val_acc_key: str = "val_acc", title: str | None = None, height: float = 2.6):
+    """Loss and accuracy against the update of one training run, with their chance lines.
+
+    ``hist`` is a :class:`avlib.train.History` (or anything with ``train`` and ``eval`` lists
+    of records holding ``step``): the training records' ``loss_key`` / ``acc_key`` are drawn
+    as lines, the evaluations' ``val_loss_key`` / ``val_acc_key`` as dots. ``chance_loss`` (e.g. ln 2 = 0.693 for
+    BCE) and ``chance_acc`` are dashed: where a network that cannot tell genuine from false
+    pairs sits. Returns ``(fig, (ax_loss, ax_acc))``; panels without data say so.
+    """
+    style = model_style(model)
+    fig, axes = figure(1, 2, height=height)
+    for ax, key, val_key, chance, ylabel in (
+            (axes[0], loss_key, val_loss_key, chance_loss, "loss"),
+            (axes[1], acc_key, val_acc_key, chance_acc, "accuracy")):
+        steps, values = _records(hist.train, key)
+        val_steps, val_values = _records(hist.eval, val_key)
+        if steps:
+            ax.plot(steps, values, color=style["color"], lw=1, alpha=0.6, label="train")
+        if val_steps:
+            ax.plot(val_steps, val_values, color=style["color"], marker=style["marker"],
+                    ms=4, lw=0.8, label="validation")
+        if chance is not None:
+            ax.axhline(chance, color="0.5", ls="--", lw=0.8,
+                       label=chance_label if key == loss_key else f"chance ({chance:g})")
+        if not steps and not val_steps:
+            ax.text(0.5, 0.5, f"no '{key}' recorded", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set(xlabel="update", ylabel=ylabel)
+        ax.legend()
+    fig.suptitle(title or style["label"])
+    return fig, axes
+
+
+def score_histograms(ax, groups: dict, xlabel: str, title: str | None = None, bins: int = 40):
+    """Overlaid density histograms of the scores of several pair groups (e.g. genuine, false at
+    2-5 frames, false farther away) on ``ax``, one shared set of bins, each group's count in
+    its label. ``groups`` maps a label to a 1-D array."""
+    arrays = {name: np.asarray(v, dtype=float).ravel() for name, v in groups.items()}
+    arrays = {name: v[np.isfinite(v)] for name, v in arrays.items() if np.isfinite(v).any()}
+    if not arrays:
+        ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    everything = np.concatenate(list(arrays.values()))
+    lo, hi = np.percentile(everything, [0.5, 99.5])
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    colors = [COLORS["truth"], COLORS["pred"], COLORS["audio"], COLORS["mouth"]]
+    for i, (name, values) in enumerate(arrays.items()):
+        ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, density=True, alpha=0.45,
+                color=colors[i % len(colors)], label=f"{name} ({len(values):,})")
+    ax.set(xlabel=xlabel, ylabel="density")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return ax

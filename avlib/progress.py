@@ -32,6 +32,13 @@ def progress_mode() -> str:
     return mode if mode in MODES else "live"
 
 
+def live_bars() -> bool:
+    """Whether bars draw live (a terminal or a live notebook). A cell that prints its own
+    one-line summary of a long step passes ``progress=live_bars()``, so the executed book
+    shows that line alone while readers still watch a bar."""
+    return progress_mode() == "live"
+
+
 def _plural(unit: str, n: float) -> str:
     if n == 1 or unit in ("it", "B") or unit.endswith("s"):
         return unit

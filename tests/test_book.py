@@ -369,3 +369,14 @@ def test_progress_summary_mode(monkeypatch, capsys):
     monkeypatch.setenv(progress.PROGRESS_ENV, "live")
     live = progress.progress_bar(3, "live", disable=True)
     assert not isinstance(live, progress.SummaryBar)
+
+
+def test_live_bars_follow_the_progress_mode(monkeypatch):
+    from avlib import progress
+
+    monkeypatch.setenv(progress.PROGRESS_ENV, "summary")
+    assert not progress.live_bars()
+    monkeypatch.setenv(progress.PROGRESS_ENV, "live")
+    assert progress.live_bars()
+    monkeypatch.delenv(progress.PROGRESS_ENV)
+    assert progress.live_bars()

@@ -298,3 +298,29 @@ def test_weights_fingerprint_follows_the_values():
     with torch.no_grad():
         b.classifier.bias.add_(1.0)
     assert distill.weights_fingerprint(a) != distill.weights_fingerprint(b)
+
+
+def test_shared_video_batches_pair_each_window_with_its_audio_windows(store):
+    # the teacher's batches (one video window, its true audio and m false ones) distil too
+    teacher = _model(0, **TEACHER).eval()
+    recipe = DistillRecipe(teacher, store, VocaLiSTConfig(**STUDENT), batch_size=2,
+                           negatives=3, near_shift=0.5)
+    batch = recipe.batch(np.random.default_rng(0))
+    assert batch["audio_sets"].shape[:2] == (2, 4)
+    inputs, y, weight = distill._pairs_of(batch)
+    assert y.tolist() == [1.0, 0.0, 0.0, 0.0] * 2
+    assert float(weight.sum()) == pytest.approx(1.0)
+    assert float(weight[y == 1].sum()) == pytest.approx(0.5)  # genuine and false: half each
+    # sharing the video prenet gives the logits of the flattened pairs
+    shared, _ = distill._run(teacher, *inputs, {"return_features": True})
+    flat = teacher(batch["video"].repeat_interleave(4, dim=0),
+                   batch["audio_sets"].reshape(8, 1, 80, 16))
+    torch.testing.assert_close(shared, flat, rtol=1e-4, atol=1e-5)
+    models, opt, metrics = _step(recipe, batch)
+    assert opt.stepped == "student" and np.isfinite(metrics["loss"])
+    assert 0.0 <= metrics["acc"] <= 1.0
+    assert all(p.grad is not None for p in models["student"].parameters())
+    # the sampling is part of the product key; the papers' pairs keep theirs
+    paper = DistillRecipe(teacher, store, VocaLiSTConfig(**STUDENT), batch_size=2)
+    assert paper.key() != recipe.key()
+    assert paper.key()["negatives"] == 1 and paper.key()["options"] == {}

@@ -273,3 +273,19 @@ def test_encoder_matches_reference_recipe():
             assert torch.allclose(x, layer_out, atol=1e-5)
         reference = encoder.layer_norm(x)
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_value_positions_false_numbers_every_token():
+    from avlib.models import VocaLiSTConfig, from_config
+
+    tokens = torch.rand(2, 4, 8)
+    tokens[0, 1, 0] = 0.0  # a post-ReLU zero in channel 0: "padding" to the reference
+    quirk, plain = SinusoidalPositions(8), SinusoidalPositions(8, value_dependent=False)
+    assert torch.all(quirk(tokens)[0, 1] == 0)
+    assert torch.all(plain(tokens)[0, 1] == plain(tokens)[1, 1])
+    assert torch.equal(quirk(tokens)[1], plain(tokens)[1])
+    config = VocaLiSTConfig.small([4, 4, 8, 8, 16], 1, 4, 0.0, value_positions=False)
+    net = from_config(config)
+    assert not net.av_transformer.embed_positions.value_dependent
+    assert VocaLiSTConfig.official().value_positions  # official weights need the quirk
+    assert net.config["kwargs"]["value_positions"] is False

@@ -82,3 +82,31 @@ def test_use_style_is_idempotent():
     plotting.use_style()
     assert matplotlib.rcParams["image.cmap"] == plotting.CMAP
     assert not matplotlib.rcParams["axes.spines.top"]
+
+
+def test_training_curves_draw_loss_accuracy_and_chance(tmp_path):
+    from avlib.train import History
+
+    hist = History(train=[{"step": s, "loss": 1.0 / s, "acc": 0.5 + s / 1000} for s in (10, 20)],
+                   eval=[{"step": 20, "val_loss": 0.6, "val_acc": 0.7}])
+    fig, (ax_loss, ax_acc) = plotting.training_curves(hist, "wav2lip_expert",
+                                                       chance_loss=0.693,
+                                                       chance_label="ln 2")
+    assert [line.get_ydata()[0] for line in ax_loss.lines][-1] == pytest.approx(0.693)
+    assert any(list(line.get_ydata()) == [0.5, 0.5] for line in ax_acc.lines)
+    labels = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert labels == ["train", "validation", "ln 2"]
+    assert plotting.save(fig, tmp_path / "curves.png").stat().st_size > 0
+    fig, (ax_loss, _) = plotting.training_curves(History(), "syncnet")
+    assert "no 'loss' recorded" in [t.get_text() for t in ax_loss.texts]
+
+
+def test_score_histograms_share_bins_and_count_each_pile():
+    fig, ax = plotting.figure()
+    plotting.score_histograms(ax, {"genuine": np.ones(5), "false": np.zeros(7),
+                                   "empty": np.array([np.nan])}, "score")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["genuine (5)", "false (7)"]
+    fig, ax = plotting.figure()
+    plotting.score_histograms(ax, {}, "score")
+    assert [t.get_text() for t in ax.texts] == ["no scores"]

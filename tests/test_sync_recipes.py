@@ -490,3 +490,44 @@ def test_vocalist_training_pairs_line_up_with_the_protocol(store):
         _, audio = recipe.shared_item(pairs, np.random.default_rng(f), clip, f, starts)
         distance = [np.abs(audio[0] - windows[f + d]).mean() for d in range(-3, 4)]
         assert int(np.argmin(distance)) == 3, (f, np.round(distance, 3).tolist())
+
+
+def test_pair_scores_split_genuine_near_and_far(store):
+    # the audio oracle scores the true window highest: genuine above both false piles
+    result = sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5,),
+                                 kind=None, keep_scores=True)
+    piles = sync.pair_scores(result, store)
+    assert set(piles) == {"genuine", "false, near", "false, far"}
+    assert all(len(v) > 0 for v in piles.values())
+    assert np.median(piles["genuine"]) > np.median(piles["false, near"])
+    assert np.median(piles["genuine"]) > np.median(piles["false, far"])
+    # the shifted clip's genuine column follows its recorded shift, not column vshift
+    shifted = sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5,), kind="sync",
+                                  keep_scores=True)
+    own = sync.pair_scores(shifted, store)
+    assert np.median(own["genuine"]) > np.median(own["false, near"])
+    everything = sync.pair_scores(result, store, speech_only=False)
+    assert len(everything["genuine"]) >= len(piles["genuine"])
+    with pytest.raises(ValueError, match="near"):
+        sync.pair_scores(result, store, near=(3, 2))
+    with pytest.raises(ValueError, match="keep_scores"):
+        sync.pair_scores(sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5,)),
+                         store)
+
+
+def test_recipes_state_their_chance_loss_and_summarise_a_run(store):
+    from avlib.train import History
+
+    syncnet = sync.SyncNetRecipe(store, SyncNetConfig(0.125, 16, SYNCNET_SIZE), margin=2.0)
+    assert syncnet.chance_loss()[0] == pytest.approx(1.0)  # m²/4
+    expert = sync.ExpertRecipe(store, Wav2LipExpertConfig(0.125))
+    assert expert.chance_loss()[0] == pytest.approx(math.log(2))
+    hist = History(train=[{"step": 300, "seconds": 12.4, "loss": 0.5}],
+                   eval=[{"step": 300, "val_loss": 0.41, "val_acc": 0.875}])
+    line = expert.summary(hist)
+    assert "\n" not in line
+    assert line.startswith("Wav2Lip expert: 300 updates in 12 s")
+    assert "0.410 (chance 0.693)" in line and "87.5 %" in line
+    hist.stopped_early = "time limit"
+    assert line != expert.summary(hist) and "time limit" in expert.summary(hist)
+    assert expert.summary(History()).startswith("Wav2Lip expert: 0 updates")

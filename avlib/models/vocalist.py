@@ -66,9 +66,12 @@ class SinusoidalPositions(nn.Module):
     (upstream uses it to remember dtype and device, we keep it so strict loading works).
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, value_dependent: bool = True):
         super().__init__()
         self.dim = dim
+        #: Quirk 1 (True, the reference): a step whose channel 0 is exactly 0 gets no position.
+        #: False: every step t gets position t + 1.
+        self.value_dependent = bool(value_dependent)
         self.register_buffer("_float_tensor", torch.zeros(1))
 
     @staticmethod
@@ -87,7 +90,12 @@ class SinusoidalPositions(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Positional embeddings (B, L, D) for ``tokens`` (B, L, D) (no gradient)."""
-        positions = self.positions(tokens)
+        if self.value_dependent:
+            positions = self.positions(tokens)
+        else:
+            length = tokens.shape[1]
+            positions = torch.arange(1, length + 1, device=tokens.device).expand(
+                tokens.shape[0], length)
         table = sinusoidal_table(tokens.shape[1] + 1, self.dim).to(tokens.device, tokens.dtype)
         return table[positions].detach()
 
@@ -246,12 +254,13 @@ class CrossModalEncoder(nn.Module):
         res_dropout: float = 0.1,
         embed_dropout: float = 0.25,
         attn_mask: bool = True,
+        value_positions: bool = True,
     ):
         super().__init__()
         self.dim = dim
         self.embed_scale = math.sqrt(dim)
         self.embed_dropout = embed_dropout
-        self.embed_positions = SinusoidalPositions(dim)
+        self.embed_positions = SinusoidalPositions(dim, value_positions)
         self.layers = nn.ModuleList(
             CrossModalLayer(dim, n_heads, attn_dropout, relu_dropout, res_dropout, attn_mask)
             for _ in range(n_layers)
@@ -405,6 +414,10 @@ class VocaLiSTConfig:
     relu_dropout: float = 0.1
     res_dropout: float = 0.1
     embed_dropout: float = 0.25
+    #: Quirk 1 of the reference encoder (True, needed by official weights): a token whose
+    #: channel 0 is exactly 0 gets no position. False gives every token its position, which
+    #: narrow CPU-size networks need (their channel 0 is often zero).
+    value_positions: bool = True
 
     def __post_init__(self) -> None:  # lists from a profile become tuples (hashable, frozen)
         object.__setattr__(self, "prenet_widths", tuple(int(w) for w in self.prenet_widths))
@@ -422,13 +435,15 @@ class VocaLiSTConfig:
         return VOCALIST_SIZES[size]
 
     @classmethod
-    def small(cls, widths, n_layers: int, n_heads: int, dropout: float | None = None):
+    def small(cls, widths, n_layers: int, n_heads: int, dropout: float | None = None,
+              value_positions: bool = True):
         """A CPU-size VocaLiST: prenet ``widths`` (the last is d_model), ``n_layers`` per unit,
-        ``n_heads``, and one dropout for embeddings, FFN and residuals (None: official)."""
+        ``n_heads``, one dropout for embeddings, FFN and residuals (None: official), and
+        whether Quirk 1 applies (``value_positions``)."""
         drop = {} if dropout is None else {"relu_dropout": dropout, "res_dropout": dropout,
                                            "embed_dropout": dropout}
         return cls(d_model=int(widths[-1]), n_layers=int(n_layers), n_heads=int(n_heads),
-                   prenet_widths=tuple(widths), **drop)
+                   prenet_widths=tuple(widths), value_positions=bool(value_positions), **drop)
 
 
 VOCALIST_SIZES = {"official": VocaLiSTConfig(),
@@ -445,6 +460,8 @@ class VocaLiST(nn.Module):
         prenet_widths: the five channel stages of both prenets (official 32, 64, 128, 256, 512).
         attn_dropout, relu_dropout, res_dropout, embed_dropout: encoder dropouts
             (official 0.0, 0.1, 0.1, 0.25).
+        value_positions: Quirk 1 (official True): tokens whose channel 0 is exactly zero get
+            no position. False numbers every token (:class:`SinusoidalPositions`).
 
     Defaults are the official model (80,106,561 parameters). ``d_model=200`` with
     ``prenet_widths=(16, 32, 64, 128, 200)`` is the MTDVocaLiST student (:func:`mtd_vocalist`).
@@ -467,6 +484,7 @@ class VocaLiST(nn.Module):
         relu_dropout: float = 0.1,
         res_dropout: float = 0.1,
         embed_dropout: float = 0.25,
+        value_positions: bool = True,
     ):
         super().__init__()
         widths = [int(w) for w in prenet_widths]
@@ -492,6 +510,7 @@ class VocaLiST(nn.Module):
                 "relu_dropout": relu_dropout,
                 "res_dropout": res_dropout,
                 "embed_dropout": embed_dropout,
+                "value_positions": bool(value_positions),
             },
         }
         self.d_model = d_model
@@ -511,6 +530,7 @@ class VocaLiST(nn.Module):
             res_dropout=res_dropout,
             embed_dropout=embed_dropout,
             attn_mask=True,
+            value_positions=value_positions,
         )
         self.av_transformer = CrossModalEncoder(**encoder_kwargs)
         self.va_transformer = CrossModalEncoder(**encoder_kwargs)

@@ -289,11 +289,18 @@ class MTDLoss(nn.Module):
         return relation_kl(logp_t, logp_s)
 
     def forward(self, student_logit: torch.Tensor, teacher_logit: torch.Tensor, y: torch.Tensor,
-                student_extras: Mapping, teacher_extras: Mapping) -> tuple[torch.Tensor, dict[str, float]]:
+                student_extras: Mapping, teacher_extras: Mapping,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """``(loss, metrics)``: loss = BCE(student_logit, y) + alpha * sum_m 0.5 (exp(-s_m) l_m
-        + s_m). Metrics: ``task`` (the BCE), ``distill`` (sum of the raw l_m), ``weighted``
-        (the auto-weighted sum before alpha)."""
-        task = F.binary_cross_entropy_with_logits(student_logit, y.float())
+        + s_m). ``weight`` (B,), summing to 1, weighs the pairs of the BCE (None: the mean;
+        shared-video batches weigh their genuine and false halves equally). Metrics: ``task``
+        (the BCE), ``distill`` (sum of the raw l_m), ``weighted`` (the auto-weighted sum before
+        alpha)."""
+        if weight is None:
+            task = F.binary_cross_entropy_with_logits(student_logit, y.float())
+        else:
+            task = F.binary_cross_entropy_with_logits(student_logit, y.float(), weight=weight,
+                                                      reduction="sum")
         raw = self.terms(student_logit, teacher_logit, student_extras, teacher_extras)
         weighted = 0.5 * (torch.exp(-self.log_vars) * raw + self.log_vars).sum()
         loss = task + self.alpha * weighted
@@ -325,16 +332,19 @@ class DistillRecipe(Recipe):
     ``weight_lr`` (at the model's rate they would barely move in a short CPU run).
 
     Batches are VocaLiST's (:meth:`~avlib.sync.pairs.SyncPairs.vocalist_batch`: lips with their
-    own 0.2 s of audio, or audio from elsewhere in the clip). Validation is VocaLiST's on the
-    student (``val_loss`` = BCE, ``val_acc``, ``val_f1``, ``val_f1_official``), so its curves
-    compare with a student trained from scratch.
+    own 0.2 s of audio, or audio from elsewhere in the clip), or with ``negatives`` > 1 the
+    shared-video batches of :class:`~avlib.sync.recipes.VocaLiSTRecipe` (each video window with
+    its true audio and ``negatives`` false ones, ``near_shift`` of them 2..5 frames away): the
+    batches the teacher was trained on, so the student sees the pairs its teacher learnt from.
+    Validation is VocaLiST's on the student (``val_loss`` = BCE, ``val_acc``, ``val_f1``,
+    ``val_f1_official``), so its curves compare with a student trained from scratch.
 
     Args:
         teacher: a trained :class:`~avlib.models.VocaLiST` (its weights join the product key).
         store: the clip store.
         config: the student's :class:`~avlib.models.VocaLiSTConfig` (``named("mtd")`` is
             MTDVocaLiST).
-        batch_size, val_batches, seed, val_split, train_split: as
+        batch_size, negatives, near_shift, val_batches, seed, val_split, train_split: as
             :class:`~avlib.sync.recipes.VocaLiSTRecipe`.
         alpha, temperature, relations, features, prediction, relation_heads: see
             :class:`MTDLoss`.
@@ -350,13 +360,15 @@ class DistillRecipe(Recipe):
                  relations: Sequence[str] = RELATIONS, features: bool = True,
                  prediction: bool = True, relation_heads: int | None = None,
                  weight_lr: float = WEIGHT_LR, val_batches: int = 8, seed: int = 0,
-                 train_split: str = "train", val_split: str = "val"):
+                 train_split: str = "train", val_split: str = "val", negatives: int = 1,
+                 near_shift: float = 0.0):
         if not isinstance(teacher, VocaLiST):
             raise ValueError(f"the teacher must be a VocaLiST, got {type(teacher).__name__}")
         self.teacher, self.config = teacher, config
         # the student's own task and validation are VocaLiST's
         self.task = VocaLiSTRecipe(store, config, batch_size=batch_size, val_batches=val_batches,
-                                   seed=seed, val_split=val_split, train_split=train_split)
+                                   seed=seed, val_split=val_split, train_split=train_split,
+                                   negatives=negatives, near_shift=near_shift)
         self.loss_options = {"alpha": float(alpha), "temperature": float(temperature),
                              "relations": tuple(relations), "features": bool(features),
                              "prediction": bool(prediction)}
@@ -387,27 +399,52 @@ class DistillRecipe(Recipe):
                                  {"params": [crit.log_vars], "lr": self.weight_lr}], cfg)}
 
     def batch(self, rng: np.random.Generator) -> dict:
-        return self.task.paper_batch(self.task.pairs(self.task.train_split), rng,
-                                     self.task.batch_size)
+        return self.task.batch(rng)
 
     def training_step(self, models, batch, opt) -> dict[str, float]:
         student, teacher, criterion = models["student"], models["teacher"], models["criterion"]
-        faces, mel = batch["faces"], batch["mel"]
         need = {"return_features": criterion.features, "return_qkv": bool(criterion.relations)}
+        inputs, y, weight = _pairs_of(batch)
         with torch.no_grad():  # the teacher only shows what to imitate
-            t_logit, t_extras = _run(teacher, faces, mel, need)
-        s_logit, s_extras = _run(student, faces, mel, need)
-        loss, metrics = criterion(s_logit, t_logit, batch["y"], s_extras, t_extras)
+            t_logit, t_extras = _run(teacher, *inputs, need)
+        s_logit, s_extras = _run(student, *inputs, need)
+        loss, metrics = criterion(s_logit, t_logit, y, s_extras, t_extras, weight)
         opt.step("student", loss)
-        acc = ((s_logit.detach() > 0) == (batch["y"] > 0.5)).float().mean()
+        called = (s_logit.detach() > 0) == (y > 0.5)
+        acc = called.float().mean() if weight is None else (called.float() * weight).sum()
         return {"loss": float(loss.detach()), **metrics, "acc": float(acc)}
 
     def validate(self, models) -> dict[str, float]:
         return self.task.validate({"net": models["student"]})
 
 
+def _pairs_of(batch: dict):
+    """``(inputs, y, weight)`` of a papers' batch (``(faces, mel)``, no weight) or of a
+    shared-video batch (``(video, audio_sets)``: each video window's true audio first; the
+    weights give the genuine and the false pairs half of the loss each, as
+    :meth:`~avlib.sync.recipes.VocaLiSTRecipe.loss` does)."""
+    if "audio_sets" not in batch:
+        return (batch["faces"], batch["mel"]), batch["y"].float(), None
+    audio_sets = batch["audio_sets"]
+    n, k = audio_sets.shape[:2]
+    y = torch.zeros(n, k)
+    y[:, 0] = 1.0
+    weight = torch.full((n, k), 0.5 / (n * (k - 1)))
+    weight[:, 0] = 0.5 / n
+    return (batch["video"], audio_sets), y.reshape(-1), weight.reshape(-1)
+
+
 def _run(model: VocaLiST, faces, mel, need: dict):
-    """``(logit, extras)``: features and q/k/v only when a term needs them."""
+    """``(logit, extras)``: features and q/k/v only when a term needs them. With a shared-video
+    batch (``mel`` of shape (n, k, 1, 80, 16)) the video prenet runs once per video window and
+    its tokens are paired with each of the k audio windows."""
+    if mel.dim() == 5:
+        n, k = mel.shape[:2]
+        video = model.video_tokens(faces).repeat_interleave(k, dim=0)
+        audio = model.audio_tokens(mel.reshape(n * k, *mel.shape[2:]))
+        if not any(need.values()):
+            return model.forward_tokens(video, audio), {}
+        return model.forward_tokens(video, audio, **need)
     if not any(need.values()):
         return model(faces, mel), {}
     return model(faces, mel, **need)

@@ -35,6 +35,7 @@ __all__ = [
     "AudioOracleScorer",
     "speech_windows",
     "accuracy_on_speech",
+    "pair_scores",
     "SPEECH_METRIC",
     "CLIP_METRIC",
     "headline_rows",
@@ -290,6 +291,46 @@ def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
     groups = list(dict.fromkeys(table["group"]))
     means = table.groupby("group", sort=False)[list(evaluation.contexts)].mean() * 100.0
     return means.loc[groups].rename_axis(index="group", columns="context (frames)")
+
+
+def pair_scores(evaluation: sync.SyncEvaluation, store: ClipStore, near: tuple[int, int] = (2, 5),
+                speech_only: bool = True, rms_threshold: float = RMS_SILENT) -> dict[str, np.ndarray]:
+    """The window scores of an evaluation split by what the audio window is to the video window:
+    ``"genuine"`` (the true alignment), ``"false, near"`` (``near[0]..near[1]`` frames from it)
+    and ``"false, far"`` (farther). For the distance histograms of genuine and false pairs; a
+    network that learnt sync separates the genuine scores from both false groups, and the
+    ±1-frame protocol is decided against the near ones.
+
+    Scores are the scorer's (higher = more in sync: a negative distance for SyncNet, a cosine
+    for the expert, a logit for VocaLiST). ``speech_only`` keeps the windows whose true audio
+    holds speech (as :func:`accuracy_on_speech` counts them). Needs ``keep_scores=True``."""
+    if not evaluation.scores:
+        raise ValueError("the evaluation kept no scores; run evaluate_store(..., keep_scores=True)")
+    lo, hi = int(near[0]), int(near[1])
+    if not 1 <= lo <= hi:
+        raise ValueError(f"near must be (lo, hi) with 1 <= lo <= hi, got {near!r}")
+    out: dict[str, list] = {"genuine": [], "false, near": [], "false, far": []}
+    for rec in evaluation.per_clip.itertuples(index=False):
+        scores = np.asarray(evaluation.scores[rec.clip_id], dtype=np.float64)
+        n, width = scores.shape
+        vshift = (width - 1) // 2
+        true = int(rec.true_offset)
+        rows = np.arange(n)
+        if speech_only:
+            own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
+            true_audio = rows - true
+            valid = (true_audio >= 0) & (true_audio < n)
+            keep = np.zeros(n, dtype=bool)
+            keep[valid] = own[true_audio[valid]]
+            rows = rows[keep]
+        distance = np.abs((vshift - np.arange(width)) - true)  # frames from the truth
+        block = scores[rows]
+        inside = block > sync.OUT_OF_RANGE / 2
+        for name, cols in (("genuine", distance == 0),
+                           ("false, near", (distance >= lo) & (distance <= hi)),
+                           ("false, far", distance > hi)):
+            out[name].append(block[:, cols][inside[:, cols]])
+    return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -297,6 +297,28 @@ class SyncRecipe(Recipe):
         """Validation metrics computed from all the validation scores (default: none)."""
         return {}
 
+    def chance_loss(self) -> tuple[float, str]:
+        """The loss of a network that cannot tell genuine from false pairs, and its name: for
+        BCE, ln 2 = 0.693 (every pair scored 0.5), where a stuck expert sits for days."""
+        return math.log(2), "chance: ln 2 (s = 0.5 for every pair)"
+
+    def summary(self, hist: History, label: str | None = None) -> str:
+        """One line that summarises a training run: updates, seconds, and the last validation
+        loss and accuracy next to their chance values."""
+        from avlib.plotting import model_label
+
+        label = label or model_label(self.model_class.registry_name)
+        last = hist.last_eval()
+        done = hist.train[-1] if hist.train else {"step": 0, "seconds": 0.0}
+        chance, _ = self.chance_loss()
+        line = f"{label}: {done['step']} updates in {done.get('seconds', 0.0):.0f} s"
+        if last:
+            line += (f"; validation loss {last['val_loss']:.3f} (chance {chance:.3f}), "
+                     f"accuracy {100 * last['val_acc']:.1f} % (chance 50 %)")
+        if hist.stopped_early:
+            line += f"; stopped early: {hist.stopped_early}"
+        return line
+
     def shared_batch(self, pairs: SyncPairs, rng: np.random.Generator) -> dict:
         """``batch_size`` video windows, each with its true audio window and ``negatives``
         false ones: ``{"video": (B, ...), "audio_sets": (B, 1 + m, 1, H, W)}``."""
@@ -364,6 +386,10 @@ class SyncNetRecipe(SyncRecipe):
 
     def options(self) -> dict[str, Any]:
         return {"margin": self.margin, "max_shift": self.max_shift, "min_shift": self.min_shift}
+
+    def chance_loss(self) -> tuple[float, str]:
+        """The contrastive loss's resting point m²/4: every pair at distance m/2."""
+        return self.margin ** 2 / 4, "resting point m²/4 (every pair at m/2)"
 
     def paper_batch(self, pairs, rng, n):
         return pairs.syncnet_batch(rng, n, max_shift=self.max_shift, min_shift=self.min_shift)
