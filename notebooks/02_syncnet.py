@@ -66,6 +66,7 @@ from IPython.display import Code, Markdown, display
 
 from avlib import book, plotting, sync
 from avlib.data.store import find_store
+from avlib.progress import live_bars
 from avlib.models import (SyncNet, SyncNetConfig, Wav2LipExpert, Wav2LipExpertConfig,
                           count_parameters, expert_loss, from_config)
 from avlib.models.syncnet import contrastive_loss
@@ -295,30 +296,29 @@ Code("\n".join(inspect.getsource(f) for f in (sync.SyncRecipe.training_step,
                                                sync.SyncNetRecipe.loss)),
      language="python")
 
-# %%
+# %% mystnb={"figure": {"caption": "SyncNet's training run: contrastive loss (left) and the share of pairs on the right side of m/2 (right) against the update; lines are training batches, dots the fixed validation batches. Dashed: where a network that cannot tell genuine from false pairs sits (the resting point m²/4, and 50 %).", "name": "fig-02-syncnet-training"}}
 syncnet_cfg = TrainConfig(steps=syncnet_steps, lr=syncnet_lr, eval_every=eval_every,
                           precision=precision,
                           ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                           time_limit_s=syncnet_time_limit_s, lr_schedule=lr_schedule)
 t0 = ch.seconds()
 syncnet, syncnet_hist, syncnet_dir = sync.train(syncnet_recipe, syncnet_cfg,
-                                                ckpt_policy, ch.artifacts)
+                                                ckpt_policy, ch.artifacts,
+                                                progress=live_bars())
 syncnet_cell_s = ch.seconds() - t0
 syncnet_margin_used = syncnet_recipe.margin
-last = syncnet_hist.last_eval()
-print(f"SyncNet: {syncnet_hist.train[-1]['seconds']:.0f} s of training for "
-      f"{syncnet_hist.train[-1]['step']} updates (this cell: {syncnet_cell_s:.0f} s); "
-      f"margin {syncnet_margin_used:.2f}")
-print(f"validation: loss {last['val_loss']:.3f} "
-      f"(resting point m^2/4 = {syncnet_margin_used ** 2 / 4:.3f}), mean distance "
-      f"genuine {last['val_dist_pos']:.2f} / false {last['val_dist_neg']:.2f}")
-gap = (last["val_dist_neg"] - last["val_dist_pos"]) / syncnet_margin_used
-print(f"false pairs lie {gap:+.1%} of the margin farther than genuine ones: "
-      + ("SyncNet separates them" if gap > 0.1 else
-         "SyncNet has not left the resting point where every pair sits near m/2"))
-if syncnet_hist.stopped_early:
-    print(f"SyncNet stopped early: {syncnet_hist.stopped_early}")
-print(f"weights: {ch.rel(syncnet_dir)}")
+print(syncnet_recipe.summary(syncnet_hist) + f"; weights {ch.rel(syncnet_dir)}")
+chance_loss, chance_label = syncnet_recipe.chance_loss()
+fig, _ = plotting.training_curves(syncnet_hist, "syncnet", chance_loss=chance_loss,
+                                  chance_label=chance_label)
+plotting.save(fig, ch.figures / "syncnet_training.png");
+
+# %% [markdown]
+# The dashed line of the left panel is the trap of SyncNet's loss. With the margin m, a network
+# whose embeddings put *every* pair at distance m/2 pays m²/8 on a genuine pair and m²/8 on a
+# false one: m²/4 on average, whatever it sees. Small SyncNets sit there for hundreds of
+# updates before the two kinds of pairs start to move apart; a run stopped there has learnt
+# nothing, however smooth its loss looks.
 
 # %% [markdown]
 # ## Training the Wav2Lip expert
@@ -336,54 +336,26 @@ expert_recipe = sync.ExpertRecipe(store, Wav2LipExpertConfig(expert_width),
                                   seed=seed)
 Code(inspect.getsource(sync.ExpertRecipe.loss), language="python")
 
-# %%
+# %% mystnb={"figure": {"caption": "The Wav2Lip expert's training run: BCE on the cosine of its two embeddings (left) and the share of pairs called correctly (right); lines are training batches, dots the fixed validation batches. Dashed: chance (ln 2 = 0.693, every pair scored 0.5; 50 %); dotted: the validation loss the Wav2Lip authors aim for on LRS2.", "name": "fig-02-expert-training"}}
 expert_cfg = TrainConfig(steps=expert_steps, lr=expert_lr, eval_every=eval_every,
                          precision=precision,
                          ckpt_every=eval_every, log_every=10, seed=seed, device=device,
                          time_limit_s=expert_time_limit_s, lr_schedule=lr_schedule)
 t0 = ch.seconds()
 expert, expert_hist, expert_dir = sync.train(expert_recipe, expert_cfg, ckpt_policy,
-                                             ch.artifacts)
+                                             ch.artifacts, progress=live_bars())
 expert_cell_s = ch.seconds() - t0
 expert_val_loss = expert_hist.last_eval()["val_loss"]
 target = sync.EXPERT_TARGET_EVAL_LOSS
-print(f"expert: {expert_hist.train[-1]['seconds']:.0f} s of training for "
-      f"{expert_hist.train[-1]['step']} updates (this cell: {expert_cell_s:.0f} s)")
-print(f"expert validation loss {expert_val_loss:.3f} "
-      f"(accuracy {expert_hist.last_eval()['val_acc']:.1%}); "
-      f"the Wav2Lip README's target on LRS2 is about {target}: "
-      f"{'reached' if expert_val_loss <= target else 'not reached'} on this corpus")
-if expert_hist.stopped_early:
-    print(f"expert stopped early: {expert_hist.stopped_early}")
-print(f"weights: {ch.rel(expert_dir)}")
-
-# %% [markdown]
-# ### Training curves
-#
-# {numref}`fig-02-training-curves` shows the training loss (averaged over 10 updates) and the
-# validation loss on the fixed `val` batches. With shared video windows the training loss weighs
-# more false pairs per genuine one than the validation batches (the papers' pairs) do, so the
-# two curves are close but not the same number.
-
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training loss (line) and validation loss (dots) of SyncNet (left) and the Wav2Lip expert (right). Dashed: the loss of a network that cannot tell genuine from false pairs (SyncNet's resting point m²/4; ln 2 for the expert); dotted: the validation loss the Wav2Lip authors aim for on LRS2.", "name": "fig-02-training-curves"}}
-fig, axes = plotting.figure(1, 2, height=2.8)
-for ax, hist, key in ((axes[0], syncnet_hist, "syncnet"),
-                      (axes[1], expert_hist, "wav2lip_expert")):
-    color = plotting.model_color(key)
-    ax.plot([r["step"] for r in hist.train], [r["loss"] for r in hist.train],
-            color=color, lw=1, alpha=0.6, label="train")
-    ax.plot([r["step"] for r in hist.eval], [r["val_loss"] for r in hist.eval],
-            marker=plotting.model_style(key)["marker"], ms=4, color=color,
-            label="validation")
-    ax.set(xlabel="update", ylabel="loss", title=plotting.model_label(key))
-axes[0].axhline(syncnet_margin_used**2 / 4, color="0.5", ls="--", lw=0.8,
-                label="resting point m²/4 (every pair at m/2)")
-axes[1].axhline(math.log(2), color="0.5", ls="--", lw=0.8,
-                label="ln 2 (s = 0.5 for every pair)")
-axes[1].axhline(target, color="0.5", ls=":", lw=0.8, label=f"Wav2Lip target {target}")
-for ax in axes:
-    ax.legend()
-plotting.save(fig, ch.figures / "training_curves.png");
+print(expert_recipe.summary(expert_hist) + f"; Wav2Lip's LRS2 target {target} "
+      f"{'reached' if expert_val_loss <= target else 'not reached'}")
+chance_loss, chance_label = expert_recipe.chance_loss()
+fig, (ax_loss, _) = plotting.training_curves(expert_hist, "wav2lip_expert",
+                                             chance_loss=chance_loss,
+                                             chance_label=chance_label)
+ax_loss.axhline(target, color="0.5", ls=":", lw=0.8, label=f"Wav2Lip target {target}")
+ax_loss.legend()
+plotting.save(fig, ch.figures / "expert_training.png");
 
 # %% [markdown]
 # ## Distance against offset
@@ -585,6 +557,25 @@ ceiling_table = pd.concat(
      .rename(index=lambda g: f"{g}, speech windows", level=1)])
 ceiling = {g: float(oracle_eval.table.loc[g, 15]) for g in oracle_eval.table.index}
 ceiling_table.round(1)
+
+# %% [markdown]
+# ### Genuine and false pairs
+#
+# An accuracy is a verdict; the scores behind it say *why*. {numref}`fig-02-pair-scores` splits
+# every score the two models gave on the speech windows of the test sentences into three piles:
+# the genuine pairs (the true alignment), false pairs 2 to 5 frames from it, and false pairs
+# farther away. A model that learnt sync pushes the genuine pile away from both false ones; the
+# ±1-frame protocol is decided against the *near* pile, whose lips differ least from the truth.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Scores of genuine and false pairs on the speech windows of the test sentences (seen and unseen speakers together): SyncNet's distance (left, lower = in sync) and the expert's cosine (right, higher = in sync). Near: the audio 2 to 5 frames from the truth; far: farther.", "name": "fig-02-pair-scores"}}
+fig, axes = plotting.figure(1, 2, height=2.6)
+for ax, evaluation, key, sign, xlabel in (
+        (axes[0], syncnet_eval, "syncnet", -1.0, "distance"),
+        (axes[1], expert_eval, "wav2lip_expert", 1.0, "cosine similarity")):
+    piles = sync.pair_scores(evaluation, store)
+    plotting.score_histograms(ax, {k: sign * v for k, v in piles.items()}, xlabel,
+                              title=plotting.model_label(key))
+plotting.save(fig, ch.figures / "pair_scores.png");
 
 # %% [markdown]
 # The first rows are the best any model can reach on these clips under the protocol; the others
@@ -828,7 +819,8 @@ ceiling_text = " / ".join(f"{v:.1f} %" for v in ceiling.values())
 paper_syncnet = sync.PAPER_LRS2.loc["SyncNet", 15]
 lines.append(f"- no model can exceed the ceiling of these clips, {ceiling_text} (the "
              f"audio oracle); the paper's SyncNet reaches {paper_syncnet} % on LRS2")
-if gap <= 0.1:
+last = syncnet_hist.last_eval()
+if (last["val_dist_neg"] - last["val_dist_pos"]) / syncnet_margin_used <= 0.1:
     lines.append(f"- SyncNet's validation loss ({last['val_loss']:.3f}) has not left "
                  f"the resting point m²/4 = {syncnet_margin_used ** 2 / 4:.3f}: after "
                  f"{syncnet_hist.train[-1]['step']} updates it puts genuine and false "
