@@ -5,7 +5,7 @@ Sub-commands (each delegates to the module that owns the concept)::
     avlib book run|build|inspect|list   the book runner            (avlib.book)
     avlib corpus make                   the embedded corpus        (avlib.corpus.make)
     avlib preprocess --dataset ...      videos -> clip store       (avlib.data.preprocess)
-    avlib sync check|fix VIDEO          measure / correct AV sync  (avlib.sync.tool)
+    avlib sync check|fix|filter ...     measure / correct AV sync  (avlib.sync.tool)
     avlib env                           this machine and its packages (avlib.envinfo)
 
 Errors. Every sub-command runs inside one wrapper (:func:`run_command`) that turns the ordinary
@@ -63,7 +63,7 @@ COMMANDS = {
     "book": ("avlib.book", "execute chapters under a profile and build the HTML book"),
     "corpus": ("avlib.corpus.make", "generate the embedded talking-face corpus"),
     "preprocess": ("avlib.data.preprocess", "preprocess a dataset's videos into a clip store"),
-    "sync": ("avlib.sync.tool", "check or fix the audio-visual offset of a video"),
+    "sync": ("avlib.sync.tool", "check, fix or filter the audio-visual sync of videos (LSE-D/C)"),
 }
 
 #: errnos that are about writing whatever the file: space, quota, read-only, too big.

@@ -351,3 +351,243 @@ def test_memory_stays_bounded_and_streaming_matches_in_memory(clips, oracle, mon
     assert in_memory.offset == streamed.offset
     np.testing.assert_array_equal(in_memory.mean_dists, streamed.mean_dists)
     assert in_memory.min_dist == streamed.min_dist and in_memory.confidence == streamed.confidence
+
+
+# --------------------------------------------------------------------------- (f) lse and protocols
+def test_lse_takes_a_path_or_arrays_and_is_exported(clips, oracle, oracle_offsets):
+    assert sync.lse is synctool.lse and "lse" in sync.__all__
+    from_path = sync.lse(clips["delayed"], oracle)
+    assert from_path.offset == oracle_offsets["delayed"].offset
+    assert from_path.min_dist == oracle_offsets["delayed"].min_dist
+    assert from_path.lse_c == from_path.confidence == oracle_offsets["delayed"].confidence
+    assert from_path.framewise_conf.shape == (from_path.n_windows,)
+    # The same decoded frames and audio as arrays give the same numbers, in either colour order.
+    frames, _ = media.read_video(clips["delayed"])
+    wav = media.read_audio(clips["delayed"])
+    from_rgb = sync.lse((frames, wav), oracle)
+    from_bgr = sync.lse((frames[..., ::-1], wav), oracle, order="bgr")
+    for other in (from_rgb, from_bgr):
+        assert other.offset == from_path.offset
+        np.testing.assert_array_equal(other.mean_dists, from_path.mean_dists)
+        np.testing.assert_array_equal(other.framewise_conf, from_path.framewise_conf)
+    with pytest.raises(SyncToolError, match="pass the video's path"):
+        sync.lse((frames, wav), oracle, protocol="syncnet_python")
+    with pytest.raises(SyncToolError, match="protocol must be one of"):
+        sync.lse(clips["delayed"], oracle, protocol="upstream")
+
+
+def test_syncnet_python_protocol_reads_ffmpeg_jpegs_and_pcm16(clips, oracle, oracle_offsets,
+                                                            tmp_path, monkeypatch):
+    commands, reads = [], []
+    real_run, real_imread = synctool.subprocess.run, synctool.cv2.imread
+
+    def spy_run(cmd, *args, **kwargs):
+        commands.append([str(c) for c in cmd])
+        return real_run(cmd, *args, **kwargs)
+
+    def spy_imread(name, *args):
+        reads.append(name)
+        return real_imread(name, *args)
+
+    # A scratch folder left by a killed run (its owner process is dead) is swept.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".{synctool.SCRATCH_NAME}.{synctool.temp_path('x').name.split('.')[2]}" \
+                       f".{dead}.0123456789.tmp"
+    stale.mkdir()
+    monkeypatch.setattr(synctool.subprocess, "run", spy_run)
+    monkeypatch.setattr(synctool.cv2, "imread", spy_imread)
+    result, facts = synctool._analyse(clips["delayed"], oracle, progress=False,
+                                      protocol="syncnet_python", tmp_dir=tmp_path)
+    frame_cmd = next(c for c in commands if c[-1].endswith("%06d.jpg"))
+    audio_cmd = next(c for c in commands if c[-1].endswith("audio.wav"))
+    assert "-qscale:v" not in frame_cmd and "-q:v" not in frame_cmd  # ffmpeg's default quality
+    assert audio_cmd[-7:-1] == ["-ac", "1", "-ar", "16000", "-acodec", "pcm_s16le"]
+    assert all(str(r).endswith(".jpg") for r in reads)
+    assert len(reads) == 2 * facts["frames_used"]  # faces pass, then crops pass
+    assert list(tmp_path.iterdir()) == []  # the scratch folder is gone, the stale one too
+    # JPEG frames and 16-bit audio: the same answer, slightly different distances.
+    reference = oracle_offsets["delayed"]
+    assert abs(result.offset - reference.offset) <= 1
+    assert result.min_dist != reference.min_dist
+    assert result.min_dist == pytest.approx(reference.min_dist, rel=0.1)
+
+
+def test_scratch_folder_is_removed_when_the_measurement_fails(clips, tmp_path):
+    class Broken(MouthEnergyOracle):
+        def forward_lip(self, frames):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        synctool.check_video(clips["original"], Broken(), progress=False,
+                             protocol="syncnet_python", tmp_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cropped_face_tracks_skip_detection(clips, oracle, oracle_offsets, tmp_path, monkeypatch):
+    """A pre-cropped face track (as syncnet_python's pycrop/*.avi) is only resized."""
+    frames, wav = talking_face()
+    cfg = pp.PreprocessConfig(syncnet_size=CROP)
+    detector = pp.make_detector(cfg)
+    try:
+        track = tracking.track_faces(tracking.detect_faces(frames, detector), (160, 160), cfg)
+    finally:
+        detector.close()
+    # Crops at 128 px (resized to the model's 96 by the tool), written as RGB video.
+    crops = np.stack([crop_mod.crop_syncnet(f, *track.syncnet[t], 128)[..., ::-1]
+                      for t, f in enumerate(frames)])
+    track_clip = media.write_video(tmp_path / "pycrop.mp4", crops, audio=wav, sr=SR)
+    late = media.remux_with_shifted_audio(track_clip, tmp_path / "pycrop_late.mp4", DELAY)
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("cropped input must not open a face detector")
+
+    monkeypatch.setattr(synctool, "make_detector", no_detector)
+    result, facts = synctool._analyse(late, oracle, progress=False, cropped=True)
+    assert facts["faces"] is None and facts["cropped"] and facts["crop_size"] == CROP
+    assert abs(result.offset - oracle_offsets["delayed"].offset) <= 1
+    jpeg = synctool.check_video(late, oracle, progress=False, cropped=True,
+                                protocol="syncnet_python", tmp_dir=tmp_path)
+    assert abs(jpeg.offset - result.offset) <= 1
+    on_time = sync.lse(track_clip, oracle, cropped=True)
+    assert abs(on_time.offset - oracle_offsets["original"].offset) <= 1
+
+
+# --------------------------------------------------------------------------- (g) the engine
+@pytest.mark.parametrize("size", ["official", "small"])
+def test_fast_engine_matches_the_reference_network(size, official_model):
+    from avlib.models.syncnet import lip_windows
+    from avlib.sync.batch import SyncEngine
+
+    torch.manual_seed(1)
+    model = official_model("syncnet", fresh=True) if size == "official" else \
+        SyncNet(width=0.25, img_size=112, emb_dim=128).eval()
+    for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+        bn.running_mean.uniform_(-0.5, 0.5)  # statistics that folding must honour
+        bn.running_var.uniform_(0.5, 2.0)
+    engine = SyncEngine(model)
+    assert engine.fast and engine.audio_batch == 256
+    s = model.img_size
+    frames = np.random.default_rng(0).integers(0, 256, (7, s, s, 3), dtype=np.uint8)
+    mfcc = torch.randn(3, 1, 13, 20, generator=torch.Generator().manual_seed(0)) * 10
+    with torch.no_grad():
+        ref_lip = model.forward_lip(lip_windows(frames, 3))
+        ref_aud = model.forward_aud(mfcc)
+    lip, aud = engine.lip(frames, 3), engine.aud(mfcc)
+    assert lip.dtype == aud.dtype == torch.float32
+    torch.testing.assert_close(lip, ref_lip, rtol=1e-4, atol=1e-4 * float(ref_lip.abs().max()))
+    torch.testing.assert_close(aud, ref_aud, rtol=1e-4, atol=1e-4 * float(ref_aud.abs().max()))
+    # Weights changed in place: the next engine folds them again.
+    with torch.no_grad():
+        model.netfclip[3].weight.mul_(2.0)
+        ref_lip = model.forward_lip(lip_windows(frames, 3))
+    torch.testing.assert_close(SyncEngine(model).lip(frames, 3), ref_lip, rtol=1e-4,
+                               atol=1e-4 * float(ref_lip.abs().max()))
+
+
+def test_engine_runs_other_models_as_given():
+    from avlib.sync.batch import SyncEngine
+
+    class Scaled(SyncNet):  # a subclass that changes the function: no fast copy
+        def forward_lip(self, frames):
+            return 2.0 * super().forward_lip(frames)
+
+    torch.manual_seed(0)
+    model = Scaled(width=0.125, img_size=64, emb_dim=32).eval()
+    assert not SyncEngine(model).fast
+    assert not SyncEngine(MouthEnergyOracle()).fast
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SyncEngine(model, precision="fp16")
+
+
+def test_fp32_tool_matches_the_reference_protocol(clips):
+    """The tool (fast engine, audio in batches of 256) and syncnet_offset on the same crops."""
+    torch.manual_seed(0)
+    model = SyncNet(width=0.25, img_size=CROP, emb_dim=128).eval()
+    streamed, facts = synctool._analyse(clips["delayed"], model, vshift=5, progress=False)
+    assert facts["fast_network"]
+    frames, _ = media.read_video(clips["delayed"])
+    wav = media.read_audio(clips["delayed"])
+    cfg = pp.PreprocessConfig(syncnet_size=CROP)
+    detector = pp.make_detector(cfg)
+    try:
+        track = tracking.track_faces(tracking.detect_faces(frames, detector), (160, 160), cfg)
+    finally:
+        detector.close()
+    crops = np.stack([crop_mod.crop_syncnet(f, *track.syncnet[t], CROP)
+                      for t, f in enumerate(frames)])
+    reference = sync.syncnet_offset(model, crops, wav, vshift=5)
+    assert streamed.offset == reference.offset
+    np.testing.assert_allclose(streamed.dists, reference.dists, rtol=1e-5)
+    assert streamed.min_dist == pytest.approx(reference.min_dist, rel=1e-5)
+    assert streamed.confidence == pytest.approx(reference.confidence, rel=1e-3, abs=1e-5)
+
+
+def test_bf16_finds_the_same_offset_and_lse_within_one_percent(clips):
+    torch.manual_seed(3)
+    model = SyncNet(width=0.25, img_size=CROP, emb_dim=128).eval()
+    for name in ("original", "delayed"):
+        fp32, _ = synctool._analyse(clips[name], model, vshift=6, progress=False)
+        bf16, facts = synctool._analyse(clips[name], model, vshift=6, progress=False,
+                                        precision="bf16")
+        assert facts["precision"] == "bf16" and bf16.dists.dtype == np.float32
+        assert bf16.offset == fp32.offset
+        assert bf16.min_dist == pytest.approx(fp32.min_dist, rel=0.01)
+        assert bf16.confidence == pytest.approx(fp32.confidence, rel=0.01)
+        assert not np.array_equal(bf16.dists, fp32.dists)  # it did run in bfloat16
+
+
+# --------------------------------------------------------------------------- (h) distances
+def test_chunked_distances_are_identical_and_bounded(monkeypatch):
+    from avlib.sync import protocol
+
+    gen = torch.Generator().manual_seed(0)
+    video, audio = torch.randn(301, 96, generator=gen), torch.randn(301, 96, generator=gen)
+    whole = sync.calc_pdist(video, audio, vshift=15)
+    for elements in (1, 96 * 31 * 7, 96 * 31 * 64):
+        monkeypatch.setattr(protocol, "_PDIST_CHUNK_ELEMENTS", elements)
+        assert torch.equal(sync.calc_pdist(video, audio, vshift=15), whole)
+    padded = torch.cat([torch.zeros(15, 96), audio, torch.zeros(15, 96)])
+    direct = torch.stack([torch.linalg.vector_norm(video - padded[j:j + 301] + 1e-6, dim=1)
+                          for j in range(31)], 1)
+    torch.testing.assert_close(whole, direct, rtol=1e-6, atol=1e-5)
+
+
+def _rss_mib(field: str) -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def test_distance_step_of_a_ten_minute_video_needs_little_memory():
+    """10 minutes = 14,995 windows at D = 1024: the step adds far less than its old GBs."""
+    from pathlib import Path
+
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (Linux)
+    except OSError:
+        pytest.skip("cannot reset the peak resident set size here")
+    gen = torch.Generator().manual_seed(0)
+    video, audio = torch.randn(14995, 1024, generator=gen), torch.randn(14995, 1024, generator=gen)
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _rss_mib("VmRSS")
+    result = sync.summarise_dists(sync.calc_pdist(video, audio), 15)
+    assert result.dists.shape == (14995, 31)
+    assert _rss_mib("VmHWM") - base < 200  # padded audio copy (60 MB) + chunk temporaries
+
+
+# --------------------------------------------------------------------------- (i) CLI options
+def test_cli_check_with_protocol_cropped_and_precision(clips, small_weights, capsys):
+    assert run_cli("check", clips["original"], "--weights", small_weights, "--precision", "bf16",
+                   "--protocol", "syncnet_python", "--quiet") == 0
+    out = capsys.readouterr().out
+    assert "syncnet_python protocol, bf16" in out and re.search(r"LSE-C\s+-?[0-9.]+", out)
+    assert run_cli("check", clips["original"], "--weights", small_weights, "--cropped",
+                   "--quiet") == 0
+    assert "face track given (--cropped: no detection)" in capsys.readouterr().out
+    assert run_cli("check", clips["original"], clips["delayed"], "--plot", "x.png",
+                   "--weights", small_weights, "--quiet") == cli.EXIT_USAGE
+    assert "--plot draws the curve of one video" in capsys.readouterr().err
