@@ -81,3 +81,13 @@ def toy_sync_store(tmp_path_factory) -> ClipStore:
     write_toy_clip(writer, "sync/test/shifted", "test", "sync", seed=40, shift=3)
     writer.finalize()
     return ClipStore(root)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures(...)``): tiny
+    models run faster on one thread, and a loaded machine makes two threads spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

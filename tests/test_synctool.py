@@ -424,15 +424,20 @@ def test_scratch_folder_is_removed_when_the_measurement_fails(clips, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cropped_face_tracks_skip_detection(clips, oracle, oracle_offsets, tmp_path, monkeypatch):
-    """A pre-cropped face track (as syncnet_python's pycrop/*.avi) is only resized."""
-    frames, wav = talking_face()
+def _face_track(frames: np.ndarray):
+    """The preprocessing face track of 160-px frames (boxes for the SyncNet crops)."""
     cfg = pp.PreprocessConfig(syncnet_size=CROP)
     detector = pp.make_detector(cfg)
     try:
-        track = tracking.track_faces(tracking.detect_faces(frames, detector), (160, 160), cfg)
+        return tracking.track_faces(tracking.detect_faces(frames, detector), (160, 160), cfg)
     finally:
         detector.close()
+
+
+def test_cropped_face_tracks_skip_detection(clips, oracle, oracle_offsets, tmp_path, monkeypatch):
+    """A pre-cropped face track (as syncnet_python's pycrop/*.avi) is only resized."""
+    frames, wav = talking_face()
+    track = _face_track(frames)
     # Crops at 128 px (resized to the model's 96 by the tool), written as RGB video.
     crops = np.stack([crop_mod.crop_syncnet(f, *track.syncnet[t], 128)[..., ::-1]
                       for t, f in enumerate(frames)])
@@ -508,12 +513,7 @@ def test_fp32_tool_matches_the_reference_protocol(clips):
     assert facts["fast_network"]
     frames, _ = media.read_video(clips["delayed"])
     wav = media.read_audio(clips["delayed"])
-    cfg = pp.PreprocessConfig(syncnet_size=CROP)
-    detector = pp.make_detector(cfg)
-    try:
-        track = tracking.track_faces(tracking.detect_faces(frames, detector), (160, 160), cfg)
-    finally:
-        detector.close()
+    track = _face_track(frames)
     crops = np.stack([crop_mod.crop_syncnet(f, *track.syncnet[t], CROP)
                       for t, f in enumerate(frames)])
     reference = sync.syncnet_offset(model, crops, wav, vshift=5)
