@@ -604,28 +604,21 @@ plotting.save(fig, ch.figures / "pair_scores.png");
 # **An alignment check.** Upstream Wav2Lip once shipped an expert trained with a different
 # window indexing from its released evaluation code: such a model still learns, but its score
 # peaks one or two frames away from the true alignment, and every offset it reports is off by
-# that much. On the in-sync test sentences every model that learnt sync must score the true
-# alignment highest. The mean score of each model at offsets −3 to +3, and where it peaks
-# (the test suite checks the indexing itself: `tests/test_sync_alignment.py`):
+# that much. On the speech windows of the test sentences, every model that learnt sync should
+# score the true alignment highest. The mean score of each model at offsets −3 to +3 from the
+# truth, and where it peaks (the test suite checks the indexing itself, model by model:
+# `tests/test_sync_alignment.py`):
 
 # %%
-reach = 3
-alignment = {}
-for name, evaluation in evaluations.items():
-    means = np.mean([sync.clip_mean_scores(s) for s in evaluation.scores.values()],
-                    axis=0)
-    mid = (len(means) - 1) // 2
-    # column j is the candidate offset vshift - j: reverse so that offsets run -3 .. +3
-    alignment[name] = means[mid - reach: mid + reach + 1][::-1]
-alignment = pd.DataFrame(alignment, index=pd.Index(range(-reach, reach + 1),
-                                                   name="offset (frames)")).T
+alignment = pd.DataFrame({name: sync.scores_around_truth(ev, store, reach=3)
+                          for name, ev in evaluations.items()}).T
 alignment["peak"] = alignment.idxmax(axis=1)
-learnt = {name for name, t in speech.items()
-          if (t[15] > chance + chance_tolerance).any()}
-misaligned = sorted(name for name in learnt if alignment.loc[name, "peak"] != 0)
-assert not misaligned, f"models that learnt sync but peak off 0: {misaligned}"
-print(f"every model above chance peaks at offset 0: {sorted(learnt)}; at chance (not "
-      f"judged): {sorted(set(evaluations) - learnt) or 'none'}")
+learnt = sorted(name for name, t in speech.items()
+                if (t[15] > chance + chance_tolerance).any())
+misaligned = [name for name in learnt if alignment.loc[name, "peak"] != 0]
+print(f"above chance and peaking at 0: {[n for n in learnt if n not in misaligned]}; "
+      f"above chance but peaking elsewhere: {misaligned or 'none'}; at chance (not "
+      f"judged): {sorted(set(evaluations) - set(learnt)) or 'none'}")
 alignment.round(3)
 
 # %% [markdown]
@@ -821,6 +814,9 @@ extra = {
     "scratch_student": {"steps": student_steps, "product": ch.rel(scratch_dir),
                         "final_eval": scratch_hist.last_eval()},
     "quirk1_zero_channel0_fraction": {"video": zero_video, "audio": zero_audio},
+    "alignment_peak_offset": {name: int(alignment.loc[name, "peak"])
+                              for name in alignment.index},
+    "alignment_misaligned_above_chance": misaligned,
     "chance": chance, "chance_tolerance": chance_tolerance,
     "accuracy": {name: table_records(ev.table)
                  for name, ev in {**evaluations, "audio oracle": oracle}.items()},

@@ -525,3 +525,14 @@ def test_recipes_state_their_chance_loss_and_summarise_a_run(store):
     hist.stopped_early = "time limit"
     assert line != expert.summary(hist) and "time limit" in expert.summary(hist)
     assert expert.summary(History()).startswith("Wav2Lip expert: 0 updates")
+
+
+def test_scores_around_truth_peak_at_the_true_alignment(store):
+    shifted = sync.evaluate_store(sync.AudioOracleScorer(), store, contexts=(5,), kind=None,
+                                  keep_scores=True)
+    around = sync.scores_around_truth(shifted, store, reach=2)
+    assert list(around.index) == [-2, -1, 0, 1, 2]
+    assert around.idxmax() == 0 and np.isfinite(around).all()
+    with pytest.raises(ValueError, match="keep_scores"):
+        sync.scores_around_truth(sync.evaluate_store(sync.AudioOracleScorer(), store,
+                                                     contexts=(5,)), store)

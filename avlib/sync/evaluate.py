@@ -36,6 +36,7 @@ __all__ = [
     "speech_windows",
     "accuracy_on_speech",
     "pair_scores",
+    "scores_around_truth",
     "SPEECH_METRIC",
     "CLIP_METRIC",
     "headline_rows",
@@ -331,6 +332,41 @@ def pair_scores(evaluation: sync.SyncEvaluation, store: ClipStore, near: tuple[i
                            ("false, far", distance > hi)):
             out[name].append(block[:, cols][inside[:, cols]])
     return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in out.items()}
+
+
+def scores_around_truth(evaluation: sync.SyncEvaluation, store: ClipStore, reach: int = 3,
+                        speech_only: bool = True, rms_threshold: float = RMS_SILENT):
+    """The mean score at each offset from the true alignment, ``-reach .. +reach`` frames
+    (offset > 0: the audio candidate leads the truth), over the windows of every clip of an
+    evaluation (``speech_only``: those whose true audio holds speech). A network that learnt
+    sync peaks at 0; one trained on pairs indexed differently from the evaluation peaks one or
+    two frames away. Returns a Series indexed by the offset. Needs ``keep_scores=True``."""
+    import pandas as pd
+
+    if not evaluation.scores:
+        raise ValueError("the evaluation kept no scores; run evaluate_store(..., keep_scores=True)")
+    sums, counts = np.zeros(2 * reach + 1), np.zeros(2 * reach + 1)
+    for rec in evaluation.per_clip.itertuples(index=False):
+        scores = np.asarray(evaluation.scores[rec.clip_id], dtype=np.float64)
+        n, width = scores.shape
+        vshift, true = (width - 1) // 2, int(rec.true_offset)
+        rows = np.arange(n)
+        if speech_only:
+            own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
+            true_audio = rows - true
+            valid = (true_audio >= 0) & (true_audio < n)
+            keep = np.zeros(n, dtype=bool)
+            keep[valid] = own[true_audio[valid]]
+            rows = rows[keep]
+        for i, rel in enumerate(range(-reach, reach + 1)):
+            column = vshift - (true + rel)
+            if 0 <= column < width and len(rows):
+                values = scores[rows, column]
+                values = values[values > sync.OUT_OF_RANGE / 2]
+                sums[i] += values.sum()
+                counts[i] += len(values)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return pd.Series(means, index=pd.Index(range(-reach, reach + 1), name="offset (frames)"))
 
 
 # ---------------------------------------------------------------------------------------------
