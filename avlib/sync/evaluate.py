@@ -257,6 +257,17 @@ def speech_windows(wav: np.ndarray, n_windows: int, rms_threshold: float = RMS_S
     return out
 
 
+def _true_speech(store: ClipStore, clip_id: str, n: int, true_offset: int,
+                 rms_threshold: float) -> np.ndarray:
+    """(n,) bool: the windows whose true audio window (``i - true_offset``) holds speech."""
+    own = speech_windows(store.audio(clip_id), n, rms_threshold)
+    true_audio = np.arange(n) - true_offset
+    valid = (true_audio >= 0) & (true_audio < n)
+    counted = np.zeros(n, dtype=bool)
+    counted[valid] = own[true_audio[valid]]
+    return counted
+
+
 def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
                        rms_threshold: float = RMS_SILENT):
     """The accuracy table of ``evaluation`` counted only on windows whose true audio holds speech.
@@ -275,11 +286,7 @@ def accuracy_on_speech(evaluation: sync.SyncEvaluation, store: ClipStore,
     for rec in evaluation.per_clip.itertuples(index=False):
         scores = evaluation.scores[rec.clip_id]
         n = scores.shape[0]
-        own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
-        true_audio = np.arange(n) - int(rec.true_offset)
-        valid = (true_audio >= 0) & (true_audio < n)
-        counted = np.zeros(n, dtype=bool)
-        counted[valid] = own[true_audio[valid]]
+        counted = _true_speech(store, rec.clip_id, n, int(rec.true_offset), rms_threshold)
         if not counted.any():
             continue
         row = {"group": rec.group}
@@ -318,12 +325,7 @@ def pair_scores(evaluation: sync.SyncEvaluation, store: ClipStore, near: tuple[i
         true = int(rec.true_offset)
         rows = np.arange(n)
         if speech_only:
-            own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
-            true_audio = rows - true
-            valid = (true_audio >= 0) & (true_audio < n)
-            keep = np.zeros(n, dtype=bool)
-            keep[valid] = own[true_audio[valid]]
-            rows = rows[keep]
+            rows = rows[_true_speech(store, rec.clip_id, n, true, rms_threshold)]
         distance = np.abs((vshift - np.arange(width)) - true)  # frames from the truth
         block = scores[rows]
         inside = block > sync.OUT_OF_RANGE / 2
@@ -352,12 +354,7 @@ def scores_around_truth(evaluation: sync.SyncEvaluation, store: ClipStore, reach
         vshift, true = (width - 1) // 2, int(rec.true_offset)
         rows = np.arange(n)
         if speech_only:
-            own = speech_windows(store.audio(rec.clip_id), n, rms_threshold)
-            true_audio = rows - true
-            valid = (true_audio >= 0) & (true_audio < n)
-            keep = np.zeros(n, dtype=bool)
-            keep[valid] = own[true_audio[valid]]
-            rows = rows[keep]
+            rows = rows[_true_speech(store, rec.clip_id, n, true, rms_threshold)]
         for i, rel in enumerate(range(-reach, reach + 1)):
             column = vshift - (true + rel)
             if 0 <= column < width and len(rows):
