@@ -9,6 +9,12 @@ Official files (spec §1.4, §2.6, §3.3) come in three shapes:
   ``module.`` when saved from ``nn.DataParallel``;
 * ``{"state_dict"}`` alone (``pure_MTDVocaLiST.pth``).
 
+Wav2Lip's generator files (``wav2lip.pth``, ``wav2lip_gan.pth``) and the quality
+discriminator's (``disc_checkpoint_step*.pth``) use the second shape.
+:func:`identify_state_dict` / :func:`identify_checkpoint` tell which official network a file
+holds (by its keys and tensor shapes), and :func:`load_official` names it when it is loaded
+into the wrong model.
+
 :func:`load_official` reads any of them with ``torch.load(..., weights_only=True)`` (no
 arbitrary code runs while unpickling), repairs what is safe to repair, and otherwise fails with
 a :class:`CheckpointMismatch` naming the offending keys. :func:`save_checkpoint` /
@@ -18,6 +24,7 @@ a :class:`CheckpointMismatch` naming the offending keys. :func:`save_checkpoint`
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import importlib
 import inspect
@@ -295,7 +302,10 @@ def load_official(
     Repairs applied, each recorded in the returned :class:`LoadReport`: descend through
     ``state_dict`` / ``model`` / ``net`` wrappers, strip ``module.`` prefixes, fill missing
     BatchNorm ``num_batches_tracked`` counters with 0. Anything else that differs raises
-    :class:`CheckpointMismatch` (shape differences raise even with ``strict=False``).
+    :class:`CheckpointMismatch` (shape differences raise even with ``strict=False``). When
+    the file holds another known network than ``model`` (:func:`identify_state_dict`), the
+    message says so first, e.g. "this is the visual-quality discriminator (Wav2Lip_disc_qual),
+    not the lip-sync expert (SyncNet_color)".
     """
     if isinstance(path_or_state, Mapping):
         report = LoadReport(source="<state dict>")
@@ -306,10 +316,169 @@ def load_official(
     state = _strip_prefix(_unwrap(raw, report), report)
     expected = model.state_dict()
     _fill_bn_counters(state, expected, report)
-    report.missing, report.unexpected = check_state_dict(expected, state, report.source, strict)
+    try:
+        report.missing, report.unexpected = check_state_dict(
+            expected, state, report.source, strict)
+    except CheckpointMismatch as err:
+        wrong = _wrong_network_message(state, expected, model)
+        if wrong is None:
+            raise
+        raise CheckpointMismatch(f"{report.source}: {wrong}\n{err}") from None
     model.load_state_dict(state, strict=strict)
     report.n_tensors = len(state) - len(report.unexpected)
     return report
+
+
+# --------------------------------------------------------------------------- which network
+@dataclass(frozen=True)
+class OfficialNetwork:
+    """A network whose official weights avlib knows (see :data:`OFFICIAL_NETWORKS`).
+
+    Attributes:
+        key: short id (``"wav2lip_disc"``); also the avlib registry name where there is one.
+        name: human name used in messages ("the visual-quality discriminator
+            (Wav2Lip_disc_qual)").
+        files: the official file names that hold it.
+        avlib_class: what to load it into (``"avlib.models.Wav2LipDisc"``), or None.
+    """
+
+    key: str
+    name: str
+    files: tuple[str, ...]
+    avlib_class: str | None
+
+
+#: The official networks :func:`identify_state_dict` recognises, by short id.
+OFFICIAL_NETWORKS: dict[str, OfficialNetwork] = {net.key: net for net in (
+    OfficialNetwork("syncnet", "SyncNet (syncnet_python's `S`)", ("syncnet_v2.model",),
+                    "avlib.models.SyncNet"),
+    OfficialNetwork("wav2lip_expert", "the lip-sync expert (SyncNet_color)",
+                    ("lipsync_expert.pth",), "avlib.models.Wav2LipExpert"),
+    OfficialNetwork("wav2lip", "the Wav2Lip generator (Wav2Lip)",
+                    ("wav2lip.pth", "wav2lip_gan.pth"), "avlib.models.Wav2Lip"),
+    OfficialNetwork("wav2lip_disc", "the visual-quality discriminator (Wav2Lip_disc_qual)",
+                    ("disc_checkpoint_step*.pth",), "avlib.models.Wav2LipDisc"),
+    OfficialNetwork("vocalist", "VocaLiST (SyncTransformer)", ("vocalist_5f_lrs2.pth",),
+                    "avlib.models.VocaLiST"),
+    OfficialNetwork("mtd_vocalist", "the MTDVocaLiST student (distilled VocaLiST)",
+                    ("pure_MTDVocaLiST.pth",), "avlib.models.mtd_vocalist"),
+    OfficialNetwork("s3fd", "the S3FD face detector's weights", ("s3fd.pth",), None),
+)}
+
+#: Keys only S3FD's ``s3fd.pth`` has (VGG16 layers plus its normalised and head layers).
+_S3FD_KEYS = frozenset({
+    "conv1_1.weight", "conv3_3_norm.weight", "conv4_3_norm.weight", "conv5_3_norm.weight",
+    "conf3_3.weight", "loc3_3.weight", "fc7.weight", "conv7_2.weight",
+})
+_S3FD_MIN_KEYS = 3
+_MIN_KEY_OVERLAP = 0.8  # Jaccard index of the key sets (num_batches_tracked left out)
+_MIN_RANK_AGREEMENT = 0.9  # shared keys whose tensors have the official number of dimensions
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_shapes() -> tuple[tuple[str, dict[str, tuple[int, ...]]], ...]:
+    """``(id, {key: shape})`` of each official-size network avlib builds, without
+    ``num_batches_tracked``. Built on the meta device (no memory, no initialisation); the
+    networks are reached by name at call time, so this module never imports them."""
+    models = importlib.import_module("avlib.models")
+    builders = (
+        ("syncnet", models.SyncNet),
+        ("wav2lip_expert", models.Wav2LipExpert),
+        ("wav2lip", models.Wav2Lip),
+        ("wav2lip_disc", models.Wav2LipDisc),
+        ("vocalist", models.VocaLiST),
+        ("mtd_vocalist", models.mtd_vocalist),  # same keys as VocaLiST: told apart by shapes
+    )
+    references = []
+    with torch.device("meta"):
+        for key, build in builders:
+            shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()
+                      if not k.endswith(BN_COUNTER)}
+            references.append((key, shapes))
+    return tuple(references)
+
+
+def _identify(state: Mapping[str, torch.Tensor]) -> str | None:
+    """Id of the official network an unwrapped, prefix-free state dict holds, or None."""
+    keys = {k for k in state if not k.endswith(BN_COUNTER)}
+    if len(keys & _S3FD_KEYS) >= _S3FD_MIN_KEYS:
+        return "s3fd"
+    best, best_score = None, (0.0, 0.0)
+    for net, reference in _reference_shapes():
+        shared = keys & reference.keys()
+        if not shared:
+            continue
+        overlap = len(shared) / len(keys | reference.keys())
+        ranks = sum(len(state[k].shape) == len(reference[k]) for k in shared) / len(shared)
+        shapes = sum(tuple(state[k].shape) == reference[k] for k in shared) / len(shared)
+        if overlap < _MIN_KEY_OVERLAP or ranks < _MIN_RANK_AGREEMENT:
+            continue
+        # Keys decide; exact shapes only break ties (VocaLiST vs its MTDVocaLiST student, whose
+        # keys are identical). The first network wins a full tie (e.g. a narrow VocaLiST).
+        if (overlap, shapes) > best_score:
+            best, best_score = net, (overlap, shapes)
+    return best
+
+
+def _state_of(obj: object) -> dict[str, torch.Tensor] | None:
+    """The prefix-free state dict inside a checkpoint object, or None when there is none."""
+    report = LoadReport(source="<state dict>")
+    try:
+        return _strip_prefix(_unwrap(obj, report), report)
+    except CheckpointMismatch:
+        return None
+
+
+def identify_network(state: object) -> str | None:
+    """Short id (a key of :data:`OFFICIAL_NETWORKS`, e.g. ``"wav2lip_disc"``) of the official
+    network whose weights ``state`` holds, or None when it is none avlib knows.
+
+    ``state`` is a state dict or a loaded checkpoint (``{"state_dict": ...}`` wrappers and
+    ``module.`` prefixes are handled, as by :func:`load_official`). Recognition uses the key
+    names and the tensors' number of dimensions, so narrow (``width < 1``) variants of the
+    same network are recognised too; exact shapes tell VocaLiST from MTDVocaLiST. S3FD is
+    recognised by a few of its distinctive keys (``conv3_3_norm.weight``, ``conf3_3.weight``,
+    ``loc3_3.weight``...).
+    """
+    cleaned = _state_of(state)
+    return None if cleaned is None else _identify(cleaned)
+
+
+def identify_state_dict(state: object) -> str | None:
+    """Human name of the official network ``state`` holds (e.g. "the visual-quality
+    discriminator (Wav2Lip_disc_qual)"), or None. See :func:`identify_network`."""
+    net = identify_network(state)
+    return None if net is None else OFFICIAL_NETWORKS[net].name
+
+
+def identify_checkpoint(path: str | os.PathLike) -> str | None:
+    """Human name of the official network in the checkpoint file at ``path``, or None.
+
+    The file is read like :func:`load_official` reads it (``weights_only=True``), and raises
+    the same errors for missing, unsafe or corrupt files.
+    """
+    return identify_state_dict(read_official(path))
+
+
+def _wrong_network_message(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], model: nn.Module
+) -> str | None:
+    """The sentence "this is X, not Y" when the file holds another known network than
+    ``model``; None otherwise (unknown file, or the same network at another size)."""
+    found = _identify(state)
+    if found is None:
+        return None
+    wanted = _identify(expected)
+    if wanted == found:
+        return None
+    net = OFFICIAL_NETWORKS[found]
+    if wanted is None:
+        message = f"this is {net.name}, which {type(model).__name__} does not take"
+    else:
+        message = f"this is {net.name}, not {OFFICIAL_NETWORKS[wanted].name}"
+    if net.avlib_class is not None:
+        return message + f"; load it into {net.avlib_class} instead."
+    return message + "; no avlib.models network takes these weights."
 
 
 # --------------------------------------------------------------------------- own checkpoints

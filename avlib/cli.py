@@ -6,6 +6,7 @@ Sub-commands (each delegates to the module that owns the concept)::
     avlib corpus make                   the embedded corpus        (avlib.corpus.make)
     avlib preprocess --dataset ...      videos -> clip store       (avlib.data.preprocess)
     avlib sync check|fix|filter ...     measure / correct AV sync  (avlib.sync.tool)
+    avlib lipsync --face --audio -o     lip-sync a face to new speech (avlib.lipsync.infer)
     avlib env                           this machine and its packages (avlib.envinfo)
 
 Errors. Every sub-command runs inside one wrapper (:func:`run_command`) that turns the ordinary
@@ -64,6 +65,7 @@ COMMANDS = {
     "corpus": ("avlib.corpus.make", "generate the embedded talking-face corpus"),
     "preprocess": ("avlib.data.preprocess", "preprocess a dataset's videos into a clip store"),
     "sync": ("avlib.sync.tool", "check, fix or filter the audio-visual sync of videos (LSE-D/C)"),
+    "lipsync": ("avlib.lipsync.infer", "lip-sync a face video or image to new speech (Wav2Lip)"),
 }
 
 #: errnos that are about writing whatever the file: space, quota, read-only, too big.

@@ -11,9 +11,23 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from avlib.models.blocks import Conv2dBlock, Conv3dBlock, scale_channels
+from avlib.models.blocks import (
+    Conv2dBlock,
+    Conv3dBlock,
+    ConvTranspose2dBlock,
+    LeakyConv2dBlock,
+    scale_channels,
+)
 from avlib.models.syncnet import SyncNet, SyncNetConfig, contrastive_loss
-from avlib.models.wav2lip import Wav2LipExpert, Wav2LipExpertConfig, expert_loss
+from avlib.models.wav2lip import (
+    Wav2Lip,
+    Wav2LipConfig,
+    Wav2LipDisc,
+    Wav2LipDiscConfig,
+    Wav2LipExpert,
+    Wav2LipExpertConfig,
+    expert_loss,
+)
 from avlib.models.vocalist import (
     CrossModalEncoder,
     SinusoidalPositions,
@@ -34,6 +48,8 @@ MODEL_REGISTRY: dict[str, ModelFactory] = {
     Wav2LipExpert.registry_name: Wav2LipExpert,
     "syncnet_color": Wav2LipExpert,  # checkpoints saved before avlib 0.2
     VocaLiST.registry_name: VocaLiST,
+    Wav2Lip.registry_name: Wav2Lip,
+    Wav2LipDisc.registry_name: Wav2LipDisc,
 }
 
 
@@ -80,13 +96,19 @@ __all__ = [
     "MODEL_REGISTRY",
     "Conv2dBlock",
     "Conv3dBlock",
+    "ConvTranspose2dBlock",
     "CrossModalEncoder",
+    "LeakyConv2dBlock",
     "SinusoidalPositions",
     "SyncNet",
     "SyncNetColor",
     "SyncNetConfig",
     "VocaLiST",
     "VocaLiSTConfig",
+    "Wav2Lip",
+    "Wav2LipConfig",
+    "Wav2LipDisc",
+    "Wav2LipDiscConfig",
     "Wav2LipExpert",
     "Wav2LipExpertConfig",
     "build_model",

@@ -96,3 +96,57 @@ def build_conv_stack(
         layers.append(block(channels, out_channels, kernel, stride, padding, residual))
         channels = out_channels
     return nn.Sequential(*layers)
+
+
+class ConvTranspose2dBlock(nn.Module):
+    """ConvTranspose2d(bias) + BatchNorm2d + ReLU on ``(B, C, H, W)``: the Wav2Lip decoder's
+    upsampling block (``Conv2dTranspose`` upstream, spec §2.4).
+
+    Keys ``conv_block.0.{weight,bias}`` (the weight is laid out ``(in, out, k, k)``, as for
+    every transposed convolution) and ``conv_block.1.*`` (the norm). Never residual.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        output_padding: IntOrTuple = 0,
+    ) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding,
+                               output_padding),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv_block(x))
+
+
+class LeakyConv2dBlock(nn.Module):
+    """Conv2d(bias) + LeakyReLU(0.01), no norm (``nonorm_Conv2d`` upstream, spec §2.5).
+
+    The convolution sits alone in ``conv_block`` so its keys are ``conv_block.0.{weight,bias}``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        negative_slope: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
+        )
+        self.act = nn.LeakyReLU(negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv_block(x))
