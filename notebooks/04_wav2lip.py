@@ -138,7 +138,7 @@ sizes = {"Wav2Lip generator, official": Wav2Lip(),
 plotting.table(pd.Series({k: count_parameters(m) for k, m in sizes.items()},
                          name="parameters"))
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The official generator's feature maps, measured by running it on one frame: channels (bar height, log scale) and spatial side (label) of each face-encoder block (left to right, down to 1×1) and each decoder block (back up to 96×96, after the skip concatenation), and the audio encoder's output that starts the decoder.", "name": "fig-04-architecture"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The official generator's feature maps, measured by running it on one frame: channels (bar height, log scale) and spatial side (label) of each face-encoder block (left to right, down to 1×1) and each decoder block (back up to 96×96; its output, before the encoder feature of the same size is concatenated to it), and the audio encoder's output that starts the decoder.", "name": "fig-04-architecture"}}
 official = sizes["Wav2Lip generator, official"].eval()
 shapes = {}
 def record(name):
@@ -161,6 +161,8 @@ ax.bar(range(len(names)), [shapes[n][0] for n in names], color=colors)
 for i, n in enumerate(names):
     ax.text(i, shapes[n][0] * 1.1, f"{shapes[n][1]}²", ha="center", fontsize=7)
 ax.set_yscale("log")
+ax.set_yticks([16, 32, 64, 128, 256, 512], ["16", "32", "64", "128", "256", "512"])
+ax.minorticks_off()
 ticks = [f"enc {i}" for i in range(7)] + ["audio"] + [f"dec {i}" for i in range(7)]
 ax.set_xticks(range(len(names)), ticks, rotation=45, fontsize=7)
 ax.set_ylabel("channels")
@@ -345,7 +347,7 @@ plotting.table(ours.join(paper, how="outer").round(3))
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The first cross pair, every 6th frame: the real video of the voice (top), then the face lip-synced to it by each system. Only the lower half is generated.", "name": "fig-04-frames"}}
 rows = ["real", "wav2lip_no_expert", "wav2lip", "wav2lip_gan", "wav2lip_vocalist_judge"]
 idx = list(range(6, 66, 6))
-fig, axes = plotting.figure(len(rows), len(idx), height=1.0 * len(rows) + 0.4)
+fig, axes = plotting.figure(len(rows), len(idx), height=0.8 * len(rows) + 0.4)
 for r, name in enumerate(rows):
     for c, i in enumerate(idx):
         axes[r, c].imshow(evaluation.samples[name][i][..., ::-1])
