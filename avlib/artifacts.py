@@ -121,6 +121,21 @@ def temp_path(final: str | os.PathLike, suffix: str | None = None) -> Path:
     return final.with_name(f".{stem}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:10]}.tmp{suffix}")
 
 
+def probe_writable(final: str | os.PathLike) -> None:
+    """Check that ``final``'s folder really takes a new file, by creating and removing a
+    temporary beside it (root passes ``os.access`` everywhere; read-only mounts and permissions
+    show only when tried). Raises the ``OSError`` with ``final`` as its file name."""
+    probe = temp_path(final)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(final)) from None
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+
+
 def temp_owner(path: str | os.PathLike) -> tuple[str, int] | None:
     """``(host, pid)`` of the process that made a temporary named by :func:`temp_path` (or by
     the clip store), None for any other name."""

@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 from avlib import media
-from avlib.artifacts import temp_path
+from avlib.artifacts import probe_writable
 from avlib.audio import (
     FPS,
     MEL_WINDOW,
@@ -634,15 +634,7 @@ def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise FileExistsError(errno.EEXIST, f"{out} exists; pass --force (Python: overwrite=True) "
                               "to replace it, or choose another name", str(out))
-    probe = temp_path(out)
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:
-        raise type(err)(err.errno, err.strerror, str(out)) from None
-    try:
-        os.unlink(probe)
-    except OSError:
-        pass
+    probe_writable(out)  # read-only mounts and permissions show only when tried
 
 
 def _read_speech(path: Path) -> np.ndarray:

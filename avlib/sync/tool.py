@@ -80,7 +80,7 @@ import numpy as np
 import torch
 
 from avlib import media
-from avlib.artifacts import is_stale_temp, temp_path
+from avlib.artifacts import is_stale_temp, probe_writable, temp_path
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, SYNC_WINDOW_FRAMES, syncnet_mfcc
 from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
 from avlib.checkpoints import (
@@ -959,16 +959,7 @@ def check_output(src: Path, dst: Path, overwrite: bool = False) -> None:
         raise FileExistsError(errno.EEXIST, f"{dst} exists and `fix` writes a new file; pass "
                               "--force (Python: overwrite=True) to replace it, or choose another "
                               "name", str(dst))
-    # Root passes os.access everywhere: try the folder for real (read-only mounts, permissions).
-    probe = temp_path(dst)
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as err:
-        raise type(err)(err.errno, err.strerror, str(dst)) from None
-    try:
-        os.unlink(probe)
-    except OSError:
-        pass
+    probe_writable(dst)  # read-only mounts and permissions show only when tried
 
 
 # ---------------------------------------------------------------------------------------------
