@@ -1,13 +1,19 @@
 """Checkpoint I/O: official ``.pth`` files loaded safely, our own saved as safetensors + JSON.
 
-Official files (spec §1.4, §2.6, §3.3) come in three shapes:
+Official files (spec §1.4, §2.6, §3.3, §4.2) come in these shapes:
 
 * a bare state dict (``syncnet_v2.model``), written by 2016-17 PyTorch and therefore probably
   without the ``num_batches_tracked`` buffers that BatchNorm has had since PyTorch 0.4;
 * ``{"state_dict", "optimizer", "global_step", "global_epoch"}`` (Wav2Lip's
   ``lipsync_expert.pth``, VocaLiST's ``vocalist_5f_lrs2.pth``), keys possibly prefixed by
   ``module.`` when saved from ``nn.DataParallel``;
-* ``{"state_dict"}`` alone (``pure_MTDVocaLiST.pth``).
+* ``{"state_dict"}`` alone (``pure_MTDVocaLiST.pth``);
+* a PyTorch Lightning checkpoint (SyncVSR's ``LRW_CKPT_epoch_167_step_213864.ckpt``, spec §4.2):
+  ``{"state_dict", "epoch", "global_step", "pytorch-lightning_version", "hyper_parameters",
+  "optimizer_states", "lr_schedulers", "callbacks"}``, whose state dict may also hold the frozen
+  vq-wav2vec tokenizer (``wav2vec.*``, ``cutmix.wav2vec.*``) when fairseq was installed at
+  training time. Such keys that a network's official files are known to carry besides the network
+  (:attr:`OfficialNetwork.skipped_prefixes`) are skipped and reported, not loaded.
 
 Wav2Lip's generator files (``wav2lip.pth``, ``wav2lip_gan.pth``) and the quality
 discriminator's (``disc_checkpoint_step*.pth``) use the second shape.
@@ -81,6 +87,10 @@ class LoadReport:
         stripped_prefix: number of keys that lost a ``module.`` prefix.
         filled_buffers: ``num_batches_tracked`` buffers absent from the file, set to 0. They
             only matter for BatchNorm with ``momentum=None``; running statistics are untouched.
+        skipped: keys left out because the official files of this network are known to carry
+            them besides the network (e.g. SyncVSR's ``wav2vec.*`` audio tokenizer); see
+            :attr:`OfficialNetwork.skipped_prefixes`. Never loaded, whatever ``strict`` says.
+        skipped_reason: what those keys are ("" when none was skipped).
         missing, unexpected: keys left unloaded / ignored (only non-empty when ``strict=False``).
         n_tensors: tensors copied into the model.
     """
@@ -90,6 +100,8 @@ class LoadReport:
     ignored_entries: list[str] = field(default_factory=list)
     stripped_prefix: int = 0
     filled_buffers: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    skipped_reason: str = ""
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     n_tensors: int = 0
@@ -104,11 +116,25 @@ class LoadReport:
             lines.append(f"  stripped '{DATA_PARALLEL_PREFIX}' from {self.stripped_prefix} keys")
         if self.filled_buffers:
             lines.append(f"  filled {len(self.filled_buffers)} missing {BN_COUNTER} buffers with 0")
+        if self.skipped:
+            groups = sorted({_group_of(k) for k in self.skipped})
+            reason = f": {self.skipped_reason}" if self.skipped_reason else ""
+            lines.append(f"  skipped {len(self.skipped)} keys ({', '.join(groups)}){reason}")
         if self.missing:
             lines.append(f"  missing (left at init): {_first(self.missing)}")
         if self.unexpected:
             lines.append(f"  unexpected (ignored): {_first(self.unexpected)}")
         return "\n".join(lines)
+
+
+def _group_of(key: str) -> str:
+    """``"cutmix.wav2vec.feature_extractor.0.weight"`` -> ``"cutmix.wav2vec.*"``: the skipped
+    prefix a key falls under (its first component when it falls under none known)."""
+    for net in OFFICIAL_NETWORKS.values():
+        for prefix in sorted(net.skipped_prefixes, key=len, reverse=True):
+            if key.startswith(prefix):
+                return prefix + "*"
+    return key.split(".", 1)[0] + ".*"
 
 
 def _first(keys: list[str], limit: int = _MAX_LISTED) -> str:
@@ -141,11 +167,21 @@ def read_official(path: str | os.PathLike) -> object:
                 f"kind of file (torch said: {_unpickler_reason(err)})") from err
         refused = _refused_global(err)
         what = f"the Python object {refused}" if refused else "Python objects other than tensors"
+        if path.suffix == ".ckpt" or (refused or "").startswith(_LIGHTNING_GLOBALS):
+            advice = (
+                "This looks like a PyTorch Lightning checkpoint: Lightning keeps hyper-parameters "
+                "and callback states next to the weights, and these may hold such objects (the "
+                "weights themselves are plain tensors under \"state_dict\"). If you trust the "
+                "file, in a separate session take torch.load(path, weights_only=False)"
+                "[\"state_dict\"] and pass that dict to load_official.")
+        else:
+            advice = (
+                "Official checkpoints hold only tensors and plain containers: check that this is "
+                "the file you meant. If you trust it, extract its state dict in a separate "
+                "session and pass the dict to load_official.")
         raise UnsafeCheckpointError(
             f"{path} was refused: unpickling it needs {what}, and loading such a file could run "
-            "code from it. Official checkpoints hold only tensors and plain containers: check that "
-            "this is the file you meant. If you trust it, extract its state dict in a separate "
-            "session and pass the dict to load_official."
+            f"code from it. {advice}"
         ) from err
     except (EOFError, RuntimeError, KeyError, ValueError, AttributeError, IndexError) as err:
         size = path.stat().st_size
@@ -156,6 +192,9 @@ def read_official(path: str | os.PathLike) -> object:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Modules whose objects Lightning checkpoints may pickle (in `refused_global`'s backquotes).
+_LIGHTNING_GLOBALS = ("`lightning.", "`pytorch_lightning.", "`lightning_fabric.", "`omegaconf.",
+                      "`argparse.")
 # What torch's weights-only unpickler names when it refuses something, in its known wordings.
 _REFUSED = (re.compile(r"GLOBAL\s+([\w.]+(?:\.[\w]+)*)"),
             re.compile(r"[Uu]nsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)"),
@@ -247,6 +286,38 @@ def _fill_bn_counters(
             report.filled_buffers.append(key)
 
 
+def _network_of(model: nn.Module) -> OfficialNetwork | None:
+    """The official network with known extra keys (:attr:`OfficialNetwork.skipped_prefixes`)
+    that ``model`` is an instance of; None for every other model. Only those networks' classes
+    are looked up (by name, at call time: this module never imports the networks)."""
+    for net in OFFICIAL_NETWORKS.values():
+        if not net.skipped_prefixes or net.avlib_class is None:
+            continue
+        module, name = net.avlib_class.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name, None)
+        if inspect.isclass(cls) and isinstance(model, cls):
+            return net
+    return None
+
+
+def _skip_known_extras(
+    state: dict[str, torch.Tensor], expected: Mapping[str, torch.Tensor], model: nn.Module,
+    report: LoadReport,
+) -> None:
+    """Remove from ``state`` the keys ``model``'s official files carry besides the network
+    (those under its :attr:`OfficialNetwork.skipped_prefixes` that the model does not have),
+    recording them in ``report.skipped``."""
+    net = _network_of(model)
+    if net is None:
+        return
+    extra = [k for k in state if k.startswith(net.skipped_prefixes) and k not in expected]
+    for key in extra:
+        del state[key]
+    if extra:
+        report.skipped = extra
+        report.skipped_reason = net.skip_reason
+
+
 def check_state_dict(
     expected: Mapping[str, torch.Tensor],
     state: Mapping[str, torch.Tensor],
@@ -300,8 +371,11 @@ def load_official(
     """Load an official checkpoint (file path or already-loaded object) into ``model``.
 
     Repairs applied, each recorded in the returned :class:`LoadReport`: descend through
-    ``state_dict`` / ``model`` / ``net`` wrappers, strip ``module.`` prefixes, fill missing
-    BatchNorm ``num_batches_tracked`` counters with 0. Anything else that differs raises
+    ``state_dict`` / ``model`` / ``net`` wrappers (a Lightning checkpoint's other entries are
+    ignored), strip ``module.`` prefixes, fill missing BatchNorm ``num_batches_tracked`` counters
+    with 0, skip the keys that ``model``'s official files are known to carry besides the network
+    (:attr:`OfficialNetwork.skipped_prefixes`: SyncVSR's ``wav2vec.*`` and ``cutmix.wav2vec.*``
+    audio tokenizer, only when ``model`` is a SyncVSR). Anything else that differs raises
     :class:`CheckpointMismatch` (shape differences raise even with ``strict=False``). When
     the file holds another known network than ``model`` (:func:`identify_state_dict`), the
     message says so first, e.g. "this is the visual-quality discriminator (Wav2Lip_disc_qual),
@@ -315,6 +389,7 @@ def load_official(
         raw = read_official(path_or_state)
     state = _strip_prefix(_unwrap(raw, report), report)
     expected = model.state_dict()
+    _skip_known_extras(state, expected, model, report)
     _fill_bn_counters(state, expected, report)
     try:
         report.missing, report.unexpected = check_state_dict(
@@ -340,12 +415,18 @@ class OfficialNetwork:
             (Wav2Lip_disc_qual)").
         files: the official file names that hold it.
         avlib_class: what to load it into (``"avlib.models.Wav2LipDisc"``), or None.
+        skipped_prefixes: key prefixes its official files may hold besides the network (e.g.
+            SyncVSR's frozen audio tokenizer, ``"wav2vec."``): :func:`load_official` skips and
+            reports them when loading into ``avlib_class``, and recognition ignores them.
+        skip_reason: what those keys are, for the load report.
     """
 
     key: str
     name: str
     files: tuple[str, ...]
     avlib_class: str | None
+    skipped_prefixes: tuple[str, ...] = ()
+    skip_reason: str = ""
 
 
 #: The official networks :func:`identify_state_dict` recognises, by short id.
@@ -362,6 +443,12 @@ OFFICIAL_NETWORKS: dict[str, OfficialNetwork] = {net.key: net for net in (
                     "avlib.models.VocaLiST"),
     OfficialNetwork("mtd_vocalist", "the MTDVocaLiST student (distilled VocaLiST)",
                     ("pure_MTDVocaLiST.pth",), "avlib.models.mtd_vocalist"),
+    OfficialNetwork("syncvsr", "SyncVSR's LRW word lip reader (TransformerLightningModule)",
+                    ("LRW_CKPT_epoch_167_step_213864.ckpt",), "avlib.models.SyncVSR",
+                    skipped_prefixes=("wav2vec.", "cutmix.wav2vec."),
+                    skip_reason="the frozen vq-wav2vec audio tokenizer (and its CutMix copy) "
+                                "saved when fairseq was installed at training time; not part of "
+                                "the network (its audio tokens are precomputed)"),
     OfficialNetwork("s3fd", "the S3FD face detector's weights", ("s3fd.pth",), None),
 )}
 
@@ -388,6 +475,7 @@ def _reference_shapes() -> tuple[tuple[str, dict[str, tuple[int, ...]]], ...]:
         ("wav2lip_disc", models.Wav2LipDisc),
         ("vocalist", models.VocaLiST),
         ("mtd_vocalist", models.mtd_vocalist),  # same keys as VocaLiST: told apart by shapes
+        ("syncvsr", models.SyncVSR),
     )
     references = []
     with torch.device("meta"):
@@ -405,10 +493,14 @@ def _identify(state: Mapping[str, torch.Tensor]) -> str | None:
         return "s3fd"
     best, best_score = None, (0.0, 0.0)
     for net, reference in _reference_shapes():
-        shared = keys & reference.keys()
+        own = keys
+        extras = OFFICIAL_NETWORKS[net].skipped_prefixes
+        if extras:  # e.g. SyncVSR's audio tokenizer: not the network, however many keys it has
+            own = {k for k in keys if not k.startswith(extras) or k in reference}
+        shared = own & reference.keys()
         if not shared:
             continue
-        overlap = len(shared) / len(keys | reference.keys())
+        overlap = len(shared) / len(own | reference.keys())
         ranks = sum(len(state[k].shape) == len(reference[k]) for k in shared) / len(shared)
         shapes = sum(tuple(state[k].shape) == reference[k] for k in shared) / len(shared)
         if overlap < _MIN_KEY_OVERLAP or ranks < _MIN_RANK_AGREEMENT:
@@ -436,9 +528,10 @@ def identify_network(state: object) -> str | None:
     ``state`` is a state dict or a loaded checkpoint (``{"state_dict": ...}`` wrappers and
     ``module.`` prefixes are handled, as by :func:`load_official`). Recognition uses the key
     names and the tensors' number of dimensions, so narrow (``width < 1``) variants of the
-    same network are recognised too; exact shapes tell VocaLiST from MTDVocaLiST. S3FD is
-    recognised by a few of its distinctive keys (``conv3_3_norm.weight``, ``conf3_3.weight``,
-    ``loc3_3.weight``...).
+    same network are recognised too; exact shapes tell VocaLiST from MTDVocaLiST. Keys a
+    network's files are known to carry besides it (SyncVSR's ``wav2vec.*`` tokenizer) do not
+    count against it. S3FD is recognised by a few of its distinctive keys
+    (``conv3_3_norm.weight``, ``conf3_3.weight``, ``loc3_3.weight``...).
     """
     cleaned = _state_of(state)
     return None if cleaned is None else _identify(cleaned)

@@ -7,6 +7,7 @@ Sub-commands (each delegates to the module that owns the concept)::
     avlib preprocess --dataset ...      videos -> clip store       (avlib.data.preprocess)
     avlib sync check|fix|filter ...     measure / correct AV sync  (avlib.sync.tool)
     avlib lipsync --face --audio -o     lip-sync a face to new speech (avlib.lipsync.infer)
+    avlib lipread VIDEO                 read the words of a video from the lips (avlib.vsr.infer)
     avlib env                           this machine and its packages (avlib.envinfo)
 
 Errors. Every sub-command runs inside one wrapper (:func:`run_command`) that turns the ordinary
@@ -66,6 +67,7 @@ COMMANDS = {
     "preprocess": ("avlib.data.preprocess", "preprocess a dataset's videos into a clip store"),
     "sync": ("avlib.sync.tool", "check, fix or filter the audio-visual sync of videos (LSE-D/C)"),
     "lipsync": ("avlib.lipsync.infer", "lip-sync a face video or image to new speech (Wav2Lip)"),
+    "lipread": ("avlib.vsr.infer", "read the words of a video from the lips (SyncVSR)"),
 }
 
 #: errnos that are about writing whatever the file: space, quota, read-only, too big.

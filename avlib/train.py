@@ -120,6 +120,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "constant", or "cosine": decay to min_lr_ratio x lr at `steps`
     min_lr_ratio: float = 0.05  # the cosine schedule's final fraction of the learning rate
     precision: str = "auto"  # "fp32", "bf16" (autocast), "auto": bf16 on CUDA, fp32 elsewhere
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps to lr, then the schedule
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -128,13 +129,18 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if int(self.warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier for the update after ``step`` updates (a function of the
         step alone, so a resumed run follows the same schedule)."""
-        if self.lr_schedule == "constant" or self.steps <= 1:
+        warm = int(self.warmup_steps)
+        if warm and step < warm:
+            return (max(step, 0) + 1) / warm
+        if self.lr_schedule == "constant" or self.steps - warm <= 1:
             return 1.0
-        t = min(max(step, 0), self.steps) / self.steps
+        t = min(step - warm, self.steps - warm) / (self.steps - warm)
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def autocast_dtype(self, device: str | torch.device) -> torch.dtype | None:

@@ -125,6 +125,17 @@ def test_cosine_schedule_values_and_validation():
         train.TrainConfig(min_lr_ratio=2.0)
 
 
+def test_warmup_then_cosine():
+    cfg = train.TrainConfig(steps=110, lr_schedule="cosine", min_lr_ratio=0.0, warmup_steps=10)
+    assert [cfg.lr_factor(k) for k in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert cfg.lr_factor(10) == pytest.approx(1.0)  # the cosine starts after the warm-up
+    assert cfg.lr_factor(60) == pytest.approx(0.5)
+    assert cfg.lr_factor(110) == pytest.approx(0.0)
+    assert train.TrainConfig(steps=50, warmup_steps=5).lr_factor(30) == 1.0  # constant after it
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train.TrainConfig(warmup_steps=-1)
+
+
 def test_cosine_schedule_sets_every_group_and_resumes_identically(tmp_path):
     sample, step = _problem()
     cfg = train.TrainConfig(steps=40, lr=0.02, lr_schedule="cosine", min_lr_ratio=0.2,

@@ -19,6 +19,7 @@ from avlib.models.blocks import (
     scale_channels,
 )
 from avlib.models.syncnet import SyncNet, SyncNetConfig, contrastive_loss
+from avlib.models.syncvsr import SyncVSR, SyncVSRConfig, audio_token_loss
 from avlib.models.wav2lip import (
     Wav2Lip,
     Wav2LipConfig,
@@ -50,6 +51,7 @@ MODEL_REGISTRY: dict[str, ModelFactory] = {
     VocaLiST.registry_name: VocaLiST,
     Wav2Lip.registry_name: Wav2Lip,
     Wav2LipDisc.registry_name: Wav2LipDisc,
+    SyncVSR.registry_name: SyncVSR,
 }
 
 
@@ -103,6 +105,8 @@ __all__ = [
     "SyncNet",
     "SyncNetColor",
     "SyncNetConfig",
+    "SyncVSR",
+    "SyncVSRConfig",
     "VocaLiST",
     "VocaLiSTConfig",
     "Wav2Lip",
@@ -111,6 +115,7 @@ __all__ = [
     "Wav2LipDiscConfig",
     "Wav2LipExpert",
     "Wav2LipExpertConfig",
+    "audio_token_loss",
     "build_model",
     "contrastive_loss",
     "from_config",
