@@ -535,12 +535,15 @@ CORPUS_CODE = ("avlib.corpus", "avlib.media", "avlib.data.formats")
 
 
 def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy: str = "auto",
-                    workers: int | None = None, progress: bool = True) -> Path:
-    """The corpus of ``cfg`` under ``<artifacts_root>/corpus/<key>/``, made when needed.
+                    workers: int | None = None, progress: bool = True, *, name: str = "corpus",
+                    producer: str = "00_corpus") -> Path:
+    """The corpus of ``cfg`` under ``<artifacts_root>/<name>/<key>/``, made when needed.
 
     Resumable: an interrupted generation continues in ``<key>.partial``. The folder of the last
-    corpus made or loaded is recorded in ``<artifacts_root>/corpus/current.json`` so that later
-    chapters find it with :func:`find_corpus`.
+    corpus made or loaded is recorded in ``<artifacts_root>/<name>/current.json`` so that later
+    chapters find it with :func:`find_corpus`. Chapter 00 makes ``"corpus"``; a chapter that
+    needs more clips of one kind makes its own product under another ``name`` (chapter 06's
+    ``"words_corpus"``: LRW-layout clips only), which leaves chapter 00's pointer alone.
     """
     from avlib.artifacts import produce_or_load
 
@@ -548,10 +551,17 @@ def corpus_artifact(cfg: CorpusConfig, artifacts_root: str | os.PathLike, policy
         manifest = make_corpus(cfg, folder, workers=workers, progress=progress)
         return manifest["generation"]
 
-    folder = produce_or_load("corpus", cfg.key_fields(), produce, policy, artifacts_root,
-                             producer="00_corpus", resumable=True, code=CORPUS_CODE)
-    record_current(artifacts_root, "corpus", folder)
+    folder = produce_or_load(name, cfg.key_fields(), produce, policy, artifacts_root,
+                             producer=producer, resumable=True, code=CORPUS_CODE)
+    record_current(artifacts_root, name, folder)
     return folder
+
+
+def words_config(cfg: CorpusConfig, **changes) -> CorpusConfig:
+    """The LRW-only corpus of ``cfg``'s speakers: no GRID or sync clips, word counts from
+    ``changes`` (``lrw_words``, ``lrw_train_per_word`` ...). Same seed, so the same people."""
+    return CorpusConfig.from_dict({**cfg.key_fields(), "grid_per_speaker": 0, "grid_per_unseen_speaker": 0,
+                                   "sync_per_split": 0, **changes})
 
 
 def find_corpus(artifacts_root: str | os.PathLike | None = None,

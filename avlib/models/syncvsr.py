@@ -27,7 +27,6 @@ CPU sizes are options of the same class (:meth:`SyncVSRConfig.named`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch

@@ -127,6 +127,18 @@ def _fit_length(frames: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([frames[:1].repeat(before, 0), frames, frames[-1:].repeat(n - t - before, 0)])
 
 
+def _fit_audio(audio: np.ndarray, t: int, n: int) -> np.ndarray:
+    """The audio (640 n,) of the frames :func:`_fit_length` keeps of a ``t``-frame clip: the
+    same centre crop, silence under the padded frames (so tokens stay on the video clock)."""
+    spf = SAMPLES_PER_FRAME
+    start = ((t - n) // 2 if t > n else -((n - t) // 2)) * spf
+    out = np.zeros(n * spf, np.float32)
+    lo, hi = max(start, 0), min(start + n * spf, len(audio))
+    if hi > lo:
+        out[lo - start:hi - start] = audio[lo:hi]
+    return out
+
+
 def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, size: int = 96,
                n_frames: int = LRW_FRAMES, with_audio: bool = True, progress: bool = False) -> WordSet:
     """Read the word clips of ``split`` from a store into memory.
@@ -164,7 +176,8 @@ def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, si
         if word not in index:
             skipped["unknown_word"] = skipped.get("unknown_word", 0) + 1
             continue
-        frames = _fit_length(store.frames(rec["id"], STREAM), n_frames)
+        raw = store.frames(rec["id"], STREAM)
+        frames = _fit_length(raw, n_frames)
         video = torch.from_numpy(np.ascontiguousarray(frames))
         if size != video.shape[-1]:
             video = F.interpolate(video[None].float(), size=(size, size), mode="area")[0]
@@ -173,9 +186,8 @@ def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, si
         labels.append(index[word])
         bounds.append(word_boundary(_clip_duration(rec), n_frames))
         if with_audio:
-            audio = store.audio(rec["id"])
-            need = n_frames * SAMPLES_PER_FRAME
-            audio = np.pad(audio[:need], (0, max(0, need - len(audio))))
+            # The frames were centre-cropped or padded: the audio follows them.
+            audio = _fit_audio(store.audio(rec["id"]), len(raw), n_frames)
             audios.append(np.round(audio * 32768.0).clip(-32768, 32767).astype(np.int16))
         ids.append(rec["id"])
         speakers.append(str(rec.get("speaker")))
@@ -212,7 +224,7 @@ def augment(video: torch.Tensor, *, train: bool, generator: torch.Generator | No
     ``train=False`` only normalises. In training every clip gets one random resized crop (the
     same for all its frames), a flip with probability 0.5 and a time mask of 0..``time_mask``
     frames set to the clip's mean frame; randomness comes from ``generator``."""
-    x = video.float().div_(255.0)
+    x = video.float() / 255.0  # a new tensor: float input is not changed in place
     if train:
         b, t, h, w = x.shape
         g = generator

@@ -175,3 +175,17 @@ def predict(net: torch.nn.Module, words: WordSet, *, batch: int = 64, flip_tta: 
         out.append(logits.cpu())
     net.train(was_training)
     return torch.cat(out)
+
+
+def train(recipe: SyncVSRRecipe, cfg: TrainConfig, policy: str, artifacts_root, *,
+          producer: str = "06_syncvsr", progress: bool = True):
+    """Train (or load) a SyncVSR recipe: ``(models by name, history, product folder)``; the
+    device and logging intervals stay out of the product key."""
+    from avlib.train import train_recipe
+
+    return train_recipe(recipe, cfg, policy, artifacts_root, producer=producer,
+                        extra_key=recipe.key_extra, progress=progress,
+                        not_in_key=("device", "log_every", "ckpt_every"))
+
+
+__all__ += ["train"]
