@@ -1,4 +1,4 @@
-"""Audio features with the official definitions of SyncNet, Wav2Lip, VocaLiST and VCA-GAN.
+"""Audio features with the official definitions of SyncNet, Wav2Lip, VocaLiST, VCA-GAN and MMAB.
 
 Every feature function takes mono audio at 16 kHz: ``float32``/``float64`` in [-1, 1] or
 ``int16`` PCM (converted to float by /32768, except :func:`syncnet_mfcc`, which works on the
@@ -13,14 +13,16 @@ samples                    16000 Hz    640 samples              3200 samples
 Wav2Lip / VocaLiST mel     80 Hz       3.2 mel frames           16 mel frames
 SyncNet MFCC               100 Hz      4 MFCC frames            20 MFCC frames
 VCA-GAN mel / linear       100 Hz      4 frames                 20 frames
+MMAB mel                   100 Hz      4 frames                 20 frames
 =========================  ==========  =======================  ======================
 
 Video frame ``f`` starts at sample ``640 f``, Wav2Lip/VocaLiST mel column ``floor(3.2 f)`` and
 MFCC column ``4 f`` (the MFCC frame ``4 f`` starts at sample ``160 * 4 f = 640 f``).
 
 Frame counts for ``N`` samples: mel (hop 200, centred) ``1 + N // 200``; VCA-GAN (hop 160,
-centred) ``1 + N // 160``; MFCC (25 ms frames every 10 ms, no centring, last frame zero-padded)
-``1 + ceil((N - 400) / 160)`` (1 if ``N <= 400``). E.g. 1 s: 81 mel, 99 MFCC, 101 VCA-GAN frames.
+centred) ``1 + N // 160``; MMAB (hop 160, centred, last frame dropped) ``N // 160``; MFCC (25 ms
+frames every 10 ms, no centring, last frame zero-padded) ``1 + ceil((N - 400) / 160)`` (1 if
+``N <= 400``). E.g. 1 s: 81 mel, 99 MFCC, 101 VCA-GAN, 100 MMAB frames.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ __all__ = [
     "vcagan_denormalise",
     "vcagan_mel_to_linear",
     "griffin_lim",
+    "mmab_mel",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +117,13 @@ _VCA_FMIN = 55.0
 _VCA_PEAK = 0.9
 _VCA_HIGHPASS_ORDER = 7
 _LOG_1E5 = math.log(1e-5)
+
+# MMAB (Visual-Audio-Memory's LRW loader: torchaudio Spectrogram, MelScale, AmplitudeToDB, CMVN).
+_MMAB_N_FFT = 400
+_MMAB_HOP = 160
+_MMAB_N_MELS = 80
+_MMAB_AMIN = 1e-10  # AmplitudeToDB's floor on the power
+_MMAB_EPS = 1e-10  # CMVN: (x - mean) / (eps + std)
 
 # Float inputs above this peak are almost surely int16-scaled (e.g. read as float without
 # dividing by 32768); mild overshoot above 1 (resampling ringing) is tolerated.
@@ -627,3 +637,117 @@ def griffin_lim(linear_mag, n_iter: int = 60, seed: int = 0, deemphasis: bool = 
     if deemphasis:
         wav = _deemphasis(wav)
     return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# MMAB (Visual-Audio-Memory) log-mel with CMVN
+# ---------------------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _htk_mel_basis(n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """HTK-scale, **unnormalised** triangular mel filterbank (n_mels, n_fft//2+1): n_mels + 2
+    points evenly spaced on ``2595 log10(1 + f / 700)``, triangles of peak 1 over the linear FFT
+    bin frequencies ``linspace(0, sr/2, n_fft//2+1)``. The matrix of torchaudio's
+    ``MelScale(n_mels, sample_rate, f_min, f_max)`` defaults (``norm=None, mel_scale='htk'``)."""
+    basis = librosa.filters.mel(
+        sr=SR, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=True, norm=None, dtype=np.float64
+    )
+    basis.setflags(write=False)
+    return basis
+
+
+def mmab_mel(wav, sr: int = SR, n_frames: int | None = None) -> np.ndarray:
+    """MMAB's audio input (Visual-Audio-Memory's LRW loader), shape (80, N // 160), float32.
+
+    wav: (N,) mono 16 kHz, float in [-1, 1] or int16, N >= 201. It differs from every other mel
+    of the book (no pre-emphasis, power not magnitude, HTK not Slaney, per-utterance CMVN):
+
+    1. power spectrogram as torchaudio ``Spectrogram(win_length=400, hop_length=160, power=2,
+       normalized=True)``: n_fft 400, periodic hann 400, centred with reflect padding,
+       ``|STFT|^2 / sum(w^2)`` (``normalized`` divides the complex STFT by ``sqrt(sum w^2)``);
+    2. ``MelScale(n_mels=80, sample_rate=16000)``: HTK mel, 0-8 kHz, no area normalisation;
+    3. ``AmplitudeToDB()``: ``10 log10(max(x, 1e-10))`` (no reference, no top_db clipping);
+    4. CMVN per band over time with the **unbiased** std: ``(x - mean) / (1e-10 + std)``;
+    5. then the loader pads or crops the time axis to 4 frames per video frame *after* CMVN:
+       a 29-frame LRW clip (18,560 samples) gives 117 frames and keeps 116. Here the default
+       drops the last frame (``1 + N // 160 - 1 = N // 160``, which is 4 per video frame for
+       whole frames of 640 samples); ``n_frames`` crops to that many frames instead, or pads
+       with zeros after CMVN when longer (upstream's negative/positive ``ConstantPad2d``).
+
+    Computed in float64 (torchaudio works in float32: expect differences near 1e-5).
+    Train-time SpecAugment (frequency mask 10, time mask 20, after CMVN) is not part of it.
+    """
+    if int(sr) != SR:
+        raise ValueError(f"mmab_mel: audio must be at {SR} Hz, got sr={sr}; resample first")
+    x = _as_unit_float(wav, "mmab_mel", _MMAB_N_FFT // 2 + 1)
+    spec = librosa.stft(
+        x, n_fft=_MMAB_N_FFT, hop_length=_MMAB_HOP, win_length=_MMAB_N_FFT, window="hann",
+        center=True, pad_mode="reflect",
+    )
+    window = scipy.signal.get_window("hann", _MMAB_N_FFT, fftbins=True)
+    power = np.abs(spec) ** 2 / np.sum(window ** 2)
+    mel = _htk_mel_basis(_MMAB_N_FFT, _MMAB_N_MELS, 0.0, SR / 2) @ power
+    db = 10.0 * np.log10(np.maximum(mel, _MMAB_AMIN))
+    mean = db.mean(axis=1, keepdims=True)
+    std = db.std(axis=1, ddof=1, keepdims=True)
+    out = (db - mean) / (_MMAB_EPS + std)
+    target = out.shape[1] - 1 if n_frames is None else int(n_frames)
+    if target < 1:
+        raise ValueError(f"mmab_mel: n_frames must be >= 1, got {n_frames}")
+    if target <= out.shape[1]:
+        out = out[:, :target]
+    else:
+        out = np.pad(out, ((0, 0), (0, target - out.shape[1])))
+    return out.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ noise
+def rms(x: np.ndarray) -> float:
+    """Root-mean-square level of a signal (0 for silence)."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+def babble(pool: np.ndarray, talkers: int, rng: np.random.Generator, *, exclude: int | None = None,
+           speakers=None) -> np.ndarray:
+    """Babble noise: ``talkers`` clips of ``pool`` (M, N) summed, each scaled to unit RMS.
+
+    The clips are drawn without replacement from the rows whose speaker differs from row
+    ``exclude``'s (``speakers``: one id per row), so the target's own voice is never in it;
+    when too few other speakers' clips exist, other clips of any speaker (never ``exclude``
+    itself) fill in. Returns float64 (N,) at unit RMS (before summing: each talker equally
+    loud)."""
+    pool = np.asarray(pool)
+    if pool.ndim != 2 or len(pool) < 2:
+        raise ValueError(f"pool must be (M >= 2, N) clips of audio, got shape {pool.shape}")
+    if int(talkers) < 1:
+        raise ValueError(f"talkers must be >= 1, got {talkers}")
+    rows = np.array([i for i in range(len(pool)) if i != exclude])
+    if speakers is not None and exclude is not None:
+        others = np.array([i for i in rows if speakers[i] != speakers[exclude]], dtype=int)
+        same = np.array([i for i in rows if speakers[i] == speakers[exclude]], dtype=int)
+        rows = np.concatenate([rng.permutation(others), rng.permutation(same)])
+        chosen = rows[:min(int(talkers), len(rows))]
+    else:
+        chosen = rng.choice(rows, size=min(int(talkers), len(rows)), replace=False)
+    out = np.zeros(pool.shape[1], np.float64)
+    for i in chosen:
+        clip = pool[i].astype(np.float64)
+        level = rms(clip)
+        if level > 0:
+            out += clip / level
+    return out
+
+
+def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``clean`` plus ``noise`` scaled so that RMS(clean) / RMS(noise) is ``snr_db`` decibels
+    (float32; the noise is cut or tiled to the clean length). Silent noise leaves ``clean``."""
+    clean = np.asarray(clean, dtype=np.float64)
+    noise = np.resize(np.asarray(noise, dtype=np.float64), clean.shape)
+    level = rms(noise)
+    if level == 0:
+        return clean.astype(np.float32)
+    gain = rms(clean) / level * 10 ** (-float(snr_db) / 20)
+    return (clean + gain * noise).astype(np.float32)
+
+
+__all__ += ["rms", "babble", "mix_at_snr"]

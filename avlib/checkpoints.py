@@ -16,7 +16,12 @@ Official files (spec §1.4, §2.6, §3.3, §4.2) come in these shapes:
   (:attr:`OfficialNetwork.skipped_prefixes`) are skipped and reported, not loaded.
 
 Wav2Lip's generator files (``wav2lip.pth``, ``wav2lip_gan.pth``) and the quality
-discriminator's (``disc_checkpoint_step*.pth``) use the second shape.
+discriminator's (``disc_checkpoint_step*.pth``) use the second shape. A fifth shape holds several
+networks, one state dict per ``<part>_state_dict`` entry (MMAB's ``GRU_Back_Ckpt.ckpt`` and
+``MSTCN_Back_Ckpt.ckpt``: ``v_front``, ``a_front``, ``mem``, ``back``, spec §5.8):
+:func:`load_official_parts` loads each entry strictly into its part, and :func:`load_official`
+does so for a model that names its parts (``official_parts()``) and refuses the file, naming
+it, for any other.
 :func:`identify_state_dict` / :func:`identify_checkpoint` tell which official network a file
 holds (by its keys and tensor shapes), and :func:`load_official` names it when it is loaded
 into the wrong model.
@@ -93,6 +98,8 @@ class LoadReport:
         skipped_reason: what those keys are ("" when none was skipped).
         missing, unexpected: keys left unloaded / ignored (only non-empty when ``strict=False``).
         n_tensors: tensors copied into the model.
+        parts: the entries of a multi-part checkpoint that were loaded, in order (keys in the
+            other lists then read ``<entry>/<key>``); empty for a single state dict.
     """
 
     source: str
@@ -105,9 +112,12 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     n_tensors: int = 0
+    parts: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"loaded {self.n_tensors} tensors from {self.source}"]
+        if self.parts:
+            lines.append(f"  parts: {', '.join(self.parts)}")
         if self.unwrapped:
             lines.append(f"  unwrapped: {' -> '.join(self.unwrapped)}")
         if self.ignored_entries:
@@ -229,11 +239,37 @@ def _is_state_dict(obj: object) -> bool:
     )
 
 
+PART_SUFFIX = "_state_dict"
+
+
+def _part_entries(obj: object) -> list[str]:
+    """The ``<part>_state_dict`` entries of a multi-part checkpoint (each a mapping); [] when
+    ``obj`` is not one (a plain ``state_dict`` wrapper does not count)."""
+    if not isinstance(obj, Mapping) or any(isinstance(obj.get(k), Mapping) for k in WRAPPER_KEYS):
+        return []
+    return [k for k, v in obj.items()
+            if isinstance(k, str) and k.endswith(PART_SUFFIX) and isinstance(v, Mapping)]
+
+
+def _multipart_message(obj: Mapping, source: str, entries: list[str]) -> str:
+    net = _identify_parts(obj)
+    what = f"{OFFICIAL_NETWORKS[net].name}, " if net else ""
+    into = (f" ({OFFICIAL_NETWORKS[net].avlib_class}.from_official(path) builds the right one)"
+            if net and OFFICIAL_NETWORKS[net].avlib_class else "")
+    return (f"{source} holds {what}a checkpoint of {len(entries)} networks, one state dict per "
+            f"entry ({', '.join(entries)}), not one state dict: load it into a model made of "
+            f"these parts with load_official_parts, or load_official on a model that has "
+            f"official_parts(){into}")
+
+
 def _unwrap(obj: object, report: LoadReport) -> Mapping[str, torch.Tensor]:
     """Descend through ``{"state_dict": ...}``-style wrappers to the tensor mapping."""
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if wrapper is None:
+            entries = _part_entries(obj)
+            if entries:
+                raise CheckpointMismatch(_multipart_message(obj, report.source, entries))
             break
         report.unwrapped.append(wrapper)
         report.ignored_entries.extend(str(k) for k in obj if k != wrapper)
@@ -363,6 +399,30 @@ def check_state_dict(
     return missing, unexpected
 
 
+def _open(path_or_state: str | os.PathLike | Mapping, source: str | None = None) -> tuple[LoadReport, object]:
+    """A fresh report and the checkpoint object (read safely when a path is given)."""
+    if isinstance(path_or_state, Mapping):
+        return LoadReport(source=source or "<state dict>"), path_or_state
+    return LoadReport(source=source or str(path_or_state)), read_official(path_or_state)
+
+
+def _prepare(model: nn.Module, raw: object, report: LoadReport, strict: bool) -> dict[str, torch.Tensor]:
+    """The state dict in ``raw``, repaired and checked against ``model`` (nothing loaded yet)."""
+    state = _strip_prefix(_unwrap(raw, report), report)
+    expected = model.state_dict()
+    _skip_known_extras(state, expected, model, report)
+    _fill_bn_counters(state, expected, report)
+    try:
+        report.missing, report.unexpected = check_state_dict(
+            expected, state, report.source, strict)
+    except CheckpointMismatch as err:
+        wrong = _wrong_network_message(state, expected, model)
+        if wrong is None:
+            raise
+        raise CheckpointMismatch(f"{report.source}: {wrong}\n{err}") from None
+    return state
+
+
 def load_official(
     model: nn.Module,
     path_or_state: str | os.PathLike | Mapping,
@@ -380,27 +440,72 @@ def load_official(
     the file holds another known network than ``model`` (:func:`identify_state_dict`), the
     message says so first, e.g. "this is the visual-quality discriminator (Wav2Lip_disc_qual),
     not the lip-sync expert (SyncNet_color)".
+
+    A multi-part checkpoint (one ``<part>_state_dict`` entry per network, e.g. MMAB's) is
+    loaded with :func:`load_official_parts` when ``model`` names its parts with an
+    ``official_parts()`` method returning ``{entry: module}``; any other model refuses it with
+    a message that names the file's parts (and the network, when it is a known one).
     """
-    if isinstance(path_or_state, Mapping):
-        report = LoadReport(source="<state dict>")
-        raw: object = path_or_state
-    else:
-        report = LoadReport(source=str(path_or_state))
-        raw = read_official(path_or_state)
-    state = _strip_prefix(_unwrap(raw, report), report)
-    expected = model.state_dict()
-    _skip_known_extras(state, expected, model, report)
-    _fill_bn_counters(state, expected, report)
-    try:
-        report.missing, report.unexpected = check_state_dict(
-            expected, state, report.source, strict)
-    except CheckpointMismatch as err:
-        wrong = _wrong_network_message(state, expected, model)
-        if wrong is None:
-            raise
-        raise CheckpointMismatch(f"{report.source}: {wrong}\n{err}") from None
+    report, raw = _open(path_or_state)
+    parts = getattr(model, "official_parts", None)
+    if callable(parts) and _part_entries(raw):
+        return _load_parts(parts(), raw, report, strict)
+    state = _prepare(model, raw, report, strict)
     model.load_state_dict(state, strict=strict)
     report.n_tensors = len(state) - len(report.unexpected)
+    return report
+
+
+def load_official_parts(
+    parts: Mapping[str, nn.Module],
+    path_or_obj: str | os.PathLike | Mapping,
+    strict: bool = True,
+    source: str | None = None,
+) -> LoadReport:
+    """Load a multi-part checkpoint: ``path_or_obj[entry]`` into ``parts[entry]`` for every
+    entry (e.g. ``{"v_front_state_dict": model.v_front, ...}``).
+
+    Each part gets :func:`load_official`'s repairs and checks. Every part is checked before any
+    is loaded, so a failure leaves the modules untouched. Entries of the file that are not
+    parts (an optimizer...) are reported in ``ignored_entries``.
+
+    Raises:
+        CheckpointMismatch: the file is not a mapping, an entry is missing, or a part's keys
+            or shapes differ (the message names the entry).
+    """
+    report, raw = _open(path_or_obj, source)
+    return _load_parts(parts, raw, report, strict)
+
+
+def _load_parts(parts: Mapping[str, nn.Module], raw: object, report: LoadReport,
+                strict: bool) -> LoadReport:
+    if not isinstance(raw, Mapping):
+        raise CheckpointMismatch(
+            f"{report.source} holds a {type(raw).__name__}, not a checkpoint of several parts "
+            f"(a dict with the entries {', '.join(parts)})")
+    missing = [entry for entry in parts if entry not in raw]
+    if missing:
+        raise CheckpointMismatch(
+            f"{report.source} lacks the entr{'y' if len(missing) == 1 else 'ies'} "
+            f"{', '.join(missing)}: it holds {', '.join(map(str, raw)) or 'nothing'}, and this "
+            f"model loads {', '.join(parts)}")
+    prepared = []
+    for entry, module in parts.items():
+        sub = LoadReport(source=f"{report.source} [{entry}]")
+        try:
+            state = _prepare(module, raw[entry], sub, strict)
+        except CheckpointMismatch as err:
+            raise CheckpointMismatch(f"part {entry} ({type(module).__name__}): {err}") from None
+        prepared.append((entry, module, state, sub))
+    for entry, module, state, sub in prepared:
+        module.load_state_dict(state, strict=strict)
+        report.parts.append(entry)
+        report.n_tensors += len(state) - len(sub.unexpected)
+        report.stripped_prefix += sub.stripped_prefix
+        for name in ("unwrapped", "ignored_entries", "filled_buffers", "skipped", "missing", "unexpected"):
+            getattr(report, name).extend(f"{entry}/{k}" for k in getattr(sub, name))
+        report.skipped_reason = report.skipped_reason or sub.skipped_reason
+    report.ignored_entries = [str(k) for k in raw if k not in parts] + report.ignored_entries
     return report
 
 
@@ -419,6 +524,8 @@ class OfficialNetwork:
             SyncVSR's frozen audio tokenizer, ``"wav2vec."``): :func:`load_official` skips and
             reports them when loading into ``avlib_class``, and recognition ignores them.
         skip_reason: what those keys are, for the load report.
+        parts: for a checkpoint of several networks, its ``<part>_state_dict`` entries
+            (recognised by these names; loaded with :func:`load_official_parts`).
     """
 
     key: str
@@ -427,6 +534,7 @@ class OfficialNetwork:
     avlib_class: str | None
     skipped_prefixes: tuple[str, ...] = ()
     skip_reason: str = ""
+    parts: tuple[str, ...] = ()
 
 
 #: The official networks :func:`identify_state_dict` recognises, by short id.
@@ -449,6 +557,10 @@ OFFICIAL_NETWORKS: dict[str, OfficialNetwork] = {net.key: net for net in (
                     skip_reason="the frozen vq-wav2vec audio tokenizer (and its CutMix copy) "
                                 "saved when fairseq was installed at training time; not part of "
                                 "the network (its audio tokens are precomputed)"),
+    OfficialNetwork("mmab", "MMAB's LRW lip reader with visual-audio memory (Visual-Audio-Memory)",
+                    ("GRU_Back_Ckpt.ckpt", "MSTCN_Back_Ckpt.ckpt"), "avlib.models.MMAB",
+                    parts=("v_front_state_dict", "a_front_state_dict", "mem_state_dict",
+                           "back_state_dict")),
     OfficialNetwork("s3fd", "the S3FD face detector's weights", ("s3fd.pth",), None),
 )}
 
@@ -512,6 +624,15 @@ def _identify(state: Mapping[str, torch.Tensor]) -> str | None:
     return best
 
 
+def _identify_parts(obj: object) -> str | None:
+    """Id of the official multi-part network whose entries ``obj`` has, or None."""
+    entries = set(_part_entries(obj))
+    for net in OFFICIAL_NETWORKS.values():
+        if net.parts and entries == set(net.parts):
+            return net.key
+    return None
+
+
 def _state_of(obj: object) -> dict[str, torch.Tensor] | None:
     """The prefix-free state dict inside a checkpoint object, or None when there is none."""
     report = LoadReport(source="<state dict>")
@@ -531,8 +652,11 @@ def identify_network(state: object) -> str | None:
     same network are recognised too; exact shapes tell VocaLiST from MTDVocaLiST. Keys a
     network's files are known to carry besides it (SyncVSR's ``wav2vec.*`` tokenizer) do not
     count against it. S3FD is recognised by a few of its distinctive keys
-    (``conv3_3_norm.weight``, ``conf3_3.weight``, ``loc3_3.weight``...).
+    (``conv3_3_norm.weight``, ``conf3_3.weight``, ``loc3_3.weight``...); a checkpoint of several
+    networks (MMAB's) by its ``<part>_state_dict`` entries (:attr:`OfficialNetwork.parts`).
     """
+    if _part_entries(state):
+        return _identify_parts(state)
     cleaned = _state_of(state)
     return None if cleaned is None else _identify(cleaned)
 

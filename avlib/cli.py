@@ -76,6 +76,21 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _OUTPUT_ARGS = ("out", "output", "plot")
 
 
+def torch_device(device, error: type[Exception] = ValueError):
+    """``torch.device(device)``, checked: an unknown name or CUDA without a GPU raises
+    ``error(message, EXIT_USAGE)`` (each command passes its own error class)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise error(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'", EXIT_USAGE) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise error(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; use "
+                    "--device cpu", EXIT_USAGE)
+    return dev
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="avlib", description="Lips & Voices command line")

@@ -362,6 +362,49 @@ class SimpleRecipe(Recipe):
         return self.evaluate(models["model"]) if self.evaluate is not None else {}
 
 
+class PlateauSchedule(torch.nn.Module):
+    """Halve the learning rate when a validation metric stops improving (MMAB's schedule).
+
+    A module of buffers only, so that a recipe returns it from ``build()`` beside its networks
+    (``{"net": net, "plateau": PlateauSchedule()}``): the trainer then checkpoints and resumes
+    its state with the models, and never optimises it. The recipe calls :meth:`update` with the
+    metric in ``validate`` and passes ``lr_scale=plateau.scale`` to ``opt.step``.
+
+    Args:
+        patience: validations without a better metric before the rate is multiplied by
+            ``factor`` (MMAB: 5 epochs, 0.5).
+        factor: the multiplier.
+        higher_is_better: the metric's direction (accuracy: True).
+    """
+
+    def __init__(self, patience: int = 5, factor: float = 0.5, higher_is_better: bool = True):
+        super().__init__()
+        if int(patience) < 1 or not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"patience must be >= 1 and factor in (0, 1), got {patience}, {factor}")
+        self.patience, self.factor, self.higher = int(patience), float(factor), bool(higher_is_better)
+        self.register_buffer("best", torch.tensor(-math.inf))
+        self.register_buffer("bad", torch.tensor(0))
+        self.register_buffer("lr_scale", torch.tensor(1.0))
+
+    @property
+    def scale(self) -> float:
+        return float(self.lr_scale)
+
+    def update(self, metric: float) -> bool:
+        """Record one validation; True when this one lowered the rate."""
+        value = float(metric) if self.higher else -float(metric)
+        if value > float(self.best):
+            self.best.fill_(value)
+            self.bad.zero_()
+            return False
+        self.bad.add_(1)
+        if int(self.bad) >= self.patience:
+            self.lr_scale.mul_(self.factor)
+            self.bad.zero_()
+            return True
+        return False
+
+
 class Optimizers(Mapping):
     """The named optimizers of a training, as ``training_step`` sees them.
 
@@ -400,8 +443,11 @@ class Optimizers(Mapping):
         """Every parameter optimised by optimizer ``name``."""
         return [p for group in self[name].param_groups for p in group["params"]]
 
-    def step(self, name: str, loss: torch.Tensor, *, retain_graph: bool = False) -> None:
-        """One update of optimizer ``name`` from ``loss`` (a scalar tensor)."""
+    def step(self, name: str, loss: torch.Tensor, *, retain_graph: bool = False,
+             lr_scale: float = 1.0) -> None:
+        """One update of optimizer ``name`` from ``loss`` (a scalar tensor). ``lr_scale``
+        multiplies the scheduled learning rate of this update (a :class:`PlateauSchedule`'s
+        ``scale``, for instance)."""
         opt = self[name]
         if loss.numel() != 1:
             raise ValueError(f"optimizer {name!r} got a loss of shape {tuple(loss.shape)}; "
@@ -424,7 +470,7 @@ class Optimizers(Mapping):
                 _average_gradients(params, self.world_size)
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-            factor = self.cfg.lr_factor(self.global_step)
+            factor = self.cfg.lr_factor(self.global_step) * float(lr_scale)
             for group, base in zip(opt.param_groups, self.base_lrs[name]):
                 group["lr"] = base * factor
             opt.step()

@@ -114,6 +114,7 @@ fractions = [0.25, 0.5, 1.0]  # shares of the training data
 sweep_lambdas = [0.0, 1.0, 10.0]  # the lambda sweep, at the smallest fraction
 n_codes = 320  # codes per token group (vq-wav2vec: 320)
 tokenizer_iters = 20  # k-means iterations
+released_tokens = None  # SyncVSR's audio-tokens.tar.gz: also train with its vq-wav2vec tokens
 torch_threads = None  # CPU threads for torch; None: one per core
 
 # %%
@@ -130,15 +131,17 @@ ch = book.chapter("06_syncvsr", profile=profile, seed=seed, device=device,
 # frames with the target word centred in running speech (a carrier sentence), and its `.txt`
 # gives the word's duration. Unlike LRW, a fifth split holds speakers no model trains on.
 #
-# The clips then go through chapter 01's preprocessing, keeping one crop: SyncVSR's mouth box.
-# FaceMesh landmarks place a 112 × 96 box around the lips and jaw (scaled to LRW's face size),
-# which is centre-cropped to 96 × 96 in gray, as SyncVSR's evaluation transform does. With
+# The clips then go through chapter 01's preprocessing. This chapter reads one crop, SyncVSR's
+# mouth box: FaceMesh landmarks place a 112 × 96 box around the lips and jaw (scaled to LRW's
+# face size), which is centre-cropped to 96 × 96 in gray, as SyncVSR's evaluation transform
+# does. The store also keeps VCA-GAN's aligned 112 × 112 mouth, which chapter 07's memory
+# lip reader reads, so that both chapters share one preprocessing pass. With
 # `data_root` pointing at a real LRW folder (`lipread_mp4/<WORD>/<split>/`) the same cell
 # preprocesses it instead.
 
 # %%
 t0 = time.perf_counter()
-prep = PreprocessConfig(crops=("mouth96",), features=())
+prep = PreprocessConfig(crops=vdata.WORD_CROPS, features=())
 if ch.data_root is not None and (ch.data_root / "store.json").is_file():
     store_dir = ch.data_root
 elif ch.data_root is not None:
@@ -350,6 +353,10 @@ base_model = dataclasses.replace(
 tokens_by_source = {"learned": learned_tokens, "phonemes": phoneme_tokens}
 tokens_id = {"learned": tok_dir.name,
              "phonemes": "phonemes" if phoneme_tokens is not None else None}
+if released_tokens:  # SyncVSR's vq-wav2vec tokens of real LRW clips
+    tokens_by_source["released"] = vtok.released_tokens_for(
+        train_set.ids, released_tokens, learned_tokens.shape[1])
+    tokens_id["released"] = str(released_tokens)
 
 
 def run_name(lam_: float, fraction: float, tokens: str = "learned") -> str:
@@ -385,9 +392,9 @@ plan += [(l_, min(fractions)) for l_ in sweep_lambdas
 runs = {}
 for l_, f in plan:
     runs[run_name(l_, f)] = run(l_, f)
-if phoneme_tokens is not None and lam > 0:
-    runs[run_name(lam, min(fractions), "phonemes")] = run(
-        lam, min(fractions), "phonemes")
+for source in ("phonemes", "released"):
+    if tokens_by_source.get(source) is not None and lam > 0:
+        runs[run_name(lam, min(fractions), source)] = run(lam, min(fractions), source)
 print(f"{len(runs)} models: "
       + ", ".join(f"{k} ({r['n_train']} clips, {r['steps']} updates)"
                   for k, r in runs.items()))
@@ -486,7 +493,8 @@ plotting.table(pd.Series({**paper, **ours}, name="top-1").round(3))
 # ## Which tokens?
 #
 # The book's tokenizer knows nothing about phonemes; the phoneme tokens are exact. Same model,
-# same data (the smallest fraction), same λ:
+# same data (the smallest fraction), same λ (with `released_tokens` set, SyncVSR's own vq-wav2vec
+# tokens of real LRW clips join the comparison):
 
 # %%
 token_rows = results[(results["fraction"] == small) & (results["λ"].isin([0.0, lam]))]
@@ -575,7 +583,7 @@ headline = [
 headline = [{"size": model_size, "headline": True, **h} for h in headline]
 rows = []
 for _, r in results.iterrows():
-    model = {"learned": "syncvsr", "phonemes": "syncvsr_phonemes",
+    model = {"learned": "syncvsr", "phonemes": "syncvsr_phonemes", "released": "syncvsr",
              "–": "syncvsr_lam0"}[r["tokens"]]
     if model == "syncvsr" and r["λ"] == 1.0:
         model = "syncvsr_lam1"

@@ -438,3 +438,31 @@ def test_vocalist_torch_validation():
         A.vocalist_mel_torch(torch.full((1, 1000), float("nan")))
     with pytest.raises(ValueError, match="torch.Tensor"):
         A.vocalist_mel_torch(np.zeros((1, 1000), dtype=np.float32))
+
+
+def test_mix_at_snr_sets_the_level_ratio():
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=16000)
+    noise = rng.normal(size=8000) * 7  # shorter: tiled to the clean length
+    for snr in (20, 0, -5):
+        mixed = A.mix_at_snr(clean, noise, snr)
+        added = mixed - clean
+        assert 20 * np.log10(A.rms(clean) / A.rms(added)) == pytest.approx(snr, abs=1e-3)
+    assert np.allclose(A.mix_at_snr(clean, np.zeros(10), 0), clean, atol=1e-6)
+
+
+def test_babble_uses_other_speakers_at_equal_levels():
+    rng = np.random.default_rng(0)
+    pool = np.stack([np.full(100, float(i + 1)) * (1 if i % 2 else -1) for i in range(6)])
+    speakers = ["a", "a", "b", "b", "c", "c"]
+    mix = A.babble(pool, 2, rng, exclude=0, speakers=speakers)
+    # Each talker is at unit RMS: constant clips of +-1, so the sum of two is -2, 0 or 2.
+    assert set(np.round(np.unique(mix), 6)) <= {-2.0, 0.0, 2.0}
+    picked = [A.babble(pool, 4, np.random.default_rng(s), exclude=0, speakers=speakers)
+              for s in range(5)]
+    assert all(np.isfinite(p).all() for p in picked)
+    # With more talkers than other speakers' clips, the target's other clips fill in, never itself.
+    solo = A.babble(pool[:2], 3, rng, exclude=0, speakers=["a", "a"])
+    assert np.allclose(solo, 1.0)  # only clip 1 (+2 scaled to unit RMS) is available
+    with pytest.raises(ValueError, match="talkers"):
+        A.babble(pool, 0, rng)

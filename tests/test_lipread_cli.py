@@ -255,3 +255,18 @@ def test_unknown_model_is_a_usage_error(corpus, weights, capsys):
     assert err.value.code == cli.EXIT_USAGE
     assert "invalid choice: 'unknown'" in capsys.readouterr().err
     assert set(infer.READERS) == {"syncvsr"}
+
+
+def test_torch_device_is_one_check_shared_by_the_commands(monkeypatch):
+    class ToolError(Exception):
+        def __init__(self, message, exit_code):
+            super().__init__(message)
+            self.exit_code = exit_code
+
+    assert cli.torch_device("cpu", ToolError) == torch.device("cpu")
+    with pytest.raises(ToolError, match="unknown device 'tpu:x'") as err:
+        cli.torch_device("tpu:x", ToolError)
+    assert err.value.exit_code == cli.EXIT_USAGE
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ToolError, match="sees no CUDA GPU"):
+        cli.torch_device("cuda:0", ToolError)

@@ -467,3 +467,28 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     for a, b in zip(log_ddp, log_one):  # rank 0 alone logs; the loss is averaged over ranks
         for k in b["metrics"]:
             assert a["metrics"][k] == pytest.approx(b["metrics"][k], abs=1e-5)
+
+
+def test_plateau_schedule_halves_after_patience_and_scales_updates():
+    plateau = train.PlateauSchedule(patience=2, factor=0.5)
+    assert [plateau.update(v) for v in (0.5, 0.6, 0.6, 0.55)] == [False, False, False, True]
+    assert plateau.scale == 0.5 and int(plateau.bad) == 0
+    assert [plateau.update(v) for v in (0.59, 0.58)] == [False, True]
+    assert plateau.scale == 0.25
+    assert plateau.update(0.7) is False and plateau.scale == 0.25  # a better metric keeps it
+    lower = train.PlateauSchedule(patience=1, higher_is_better=False)
+    assert lower.update(1.0) is False and lower.update(0.5) is False and lower.update(0.6) is True
+    state = plateau.state_dict()  # buffers: a resume restores the schedule exactly
+    again = train.PlateauSchedule(patience=2)
+    again.load_state_dict(state)
+    assert again.scale == 0.25 and float(again.best) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="patience"):
+        train.PlateauSchedule(patience=0)
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.ones_(net.weight)
+    opts = train.Optimizers({"net": torch.optim.SGD(net.parameters(), lr=1.0)},
+                            train.TrainConfig(steps=10))
+    loss = net(torch.ones(1, 1)).sum()  # gradient 1
+    opts.step("net", loss, lr_scale=0.25)
+    assert net.weight.item() == pytest.approx(0.75)

@@ -312,3 +312,20 @@ def _folder(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
     return info
+
+
+def test_released_tokens_for_store_clips(tmp_path):
+    tar_path = tmp_path / "audio-tokens.tar.gz"
+    clips = {"LRW/ABOUT/test/ABOUT_00001": released(120, 1), "LRW/ABOUT/test/ABOUT_00002": released(80, 2)}
+    with tarfile.open(tar_path, "w:gz") as archive:
+        for name, clip in clips.items():
+            add_member(archive, name + ".pkl", saved(clip))
+    # Store ids put other folders around the same base names; the order is the store's.
+    ids = ["ABOUT/test/ABOUT_00002", "ABOUT/test/ABOUT_00001"]
+    got = T.released_tokens_for(ids, tar_path, n_steps=116)
+    assert got.shape == (2, 116, 2) and got.dtype == np.int64
+    assert np.array_equal(got[1], clips["LRW/ABOUT/test/ABOUT_00001"]["vq_tokens"].numpy()[:116])
+    assert np.array_equal(got[0, :80], clips["LRW/ABOUT/test/ABOUT_00002"]["vq_tokens"].numpy())
+    assert (got[0, 80:] == -1).all()  # padding the loss ignores
+    with pytest.raises(KeyError, match="no tokens for 1 of 2 clips.*ABOUT_00009"):
+        T.released_tokens_for(["ABOUT/test/ABOUT_00001", "ABOUT/test/ABOUT_00009"], tar_path, 116)

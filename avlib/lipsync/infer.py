@@ -104,7 +104,7 @@ from avlib.checkpoints import (
     load_official,
     read_checkpoint_info,
 )
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
+from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, torch_device
 from avlib.data.tracking import (
     MISSING,
     choose_track,
@@ -592,15 +592,7 @@ def load_wav2lip(weights=None, device: str | torch.device = "cpu") -> torch.nn.M
 
 
 def _device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise LipsyncError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'",
-                           EXIT_USAGE) from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LipsyncError(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; use "
-                           "--device cpu", EXIT_USAGE)
-    return dev
+    return torch_device(device, LipsyncError)
 
 
 # ---------------------------------------------------------------------------------------------

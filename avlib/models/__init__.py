@@ -18,6 +18,7 @@ from avlib.models.blocks import (
     LeakyConv2dBlock,
     scale_channels,
 )
+from avlib.models.mmab import MMAB, MMABConfig, MMABOutput, mmab_loss
 from avlib.models.syncnet import SyncNet, SyncNetConfig, contrastive_loss
 from avlib.models.syncvsr import SyncVSR, SyncVSRConfig, audio_token_loss
 from avlib.models.wav2lip import (
@@ -52,6 +53,7 @@ MODEL_REGISTRY: dict[str, ModelFactory] = {
     Wav2Lip.registry_name: Wav2Lip,
     Wav2LipDisc.registry_name: Wav2LipDisc,
     SyncVSR.registry_name: SyncVSR,
+    MMAB.registry_name: MMAB,
 }
 
 
@@ -101,6 +103,9 @@ __all__ = [
     "ConvTranspose2dBlock",
     "CrossModalEncoder",
     "LeakyConv2dBlock",
+    "MMAB",
+    "MMABConfig",
+    "MMABOutput",
     "SinusoidalPositions",
     "SyncNet",
     "SyncNetColor",
@@ -122,6 +127,7 @@ __all__ = [
     "count_parameters",
     "expert_loss",
     "future_mask",
+    "mmab_loss",
     "mtd_vocalist",
     "register_model",
     "scale_channels",

@@ -82,7 +82,7 @@ import torch
 from avlib import media
 from avlib.artifacts import is_stale_temp, probe_writable, temp_path
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, SYNC_WINDOW_FRAMES, syncnet_mfcc
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE
+from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, torch_device
 from avlib.checkpoints import (
     CheckpointMismatch,
     UnsafeCheckpointError,
@@ -244,16 +244,8 @@ def load_syncnet(weights: str | os.PathLike | None = None,
     return model.to(_device(device))
 
 
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise SyncToolError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'",
-                            EXIT_USAGE) from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SyncToolError(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; "
-                            "use --device cpu", EXIT_USAGE)
-    return dev
+def _device(device) -> torch.device:
+    return torch_device(device, SyncToolError)
 
 
 # ---------------------------------------------------------------------------------------------

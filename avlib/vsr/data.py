@@ -40,6 +40,7 @@ from avlib.audio import FPS, SAMPLES_PER_FRAME
 
 __all__ = [
     "LRW_FRAMES",
+    "WORD_CROPS",
     "MOUTH_MEAN",
     "MOUTH_STD",
     "WordSet",
@@ -54,6 +55,9 @@ LRW_FRAMES = 29
 #: SyncVSR's Normalize of gray mouths in [0, 1] (spec §4.2).
 MOUTH_MEAN, MOUTH_STD = 0.421, 0.165
 STREAM = "mouth96"
+#: The crops of the lip-reading store: SyncVSR's mouth box (chapter 06) and VCA-GAN's aligned
+#: 112 x 112 mouth (MMAB, chapter 07). One preprocessing pass serves both chapters.
+WORD_CROPS = ("mouth96", "vcagan112")
 
 
 def word_boundary(duration_s: float | None, n_frames: int = LRW_FRAMES) -> np.ndarray:
@@ -140,7 +144,8 @@ def _fit_audio(audio: np.ndarray, t: int, n: int) -> np.ndarray:
 
 
 def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, size: int = 96,
-               n_frames: int = LRW_FRAMES, with_audio: bool = True, progress: bool = False) -> WordSet:
+               n_frames: int = LRW_FRAMES, with_audio: bool = True, progress: bool = False,
+               stream: str = STREAM) -> WordSet:
     """Read the word clips of ``split`` from a store into memory.
 
     Args:
@@ -148,7 +153,8 @@ def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, si
         split: ``"train"``, ``"val"``, ``"test"`` or (corpus) ``"test_unseen"``.
         vocabulary: the class list (None: the sorted words of this split). Clips of other words
             are left out and counted in ``skipped["unknown_word"]``.
-        size: resize the 96 x 96 crops to ``size`` once here (area interpolation); 96 keeps them.
+        size: resize the crops to ``size`` x ``size`` once here (area interpolation).
+        stream: the store's crop stream: ``"mouth96"`` (SyncVSR) or ``"vcagan112"`` (MMAB).
         n_frames: clips are centre-cropped or edge-padded to this many frames.
         with_audio: also read the audio (the token targets need it).
 
@@ -160,10 +166,10 @@ def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, si
     records = [r for r in store.select(split=split) if _clip_word(r)]
     if not records:
         raise ValueError(f"the store at {store.root} has no word clips in split {split!r}")
-    if STREAM not in (records[0].get("streams") or {}):
-        raise ValueError(f"the store at {store.root} has no {STREAM!r} crops (streams: "
+    if stream not in (records[0].get("streams") or {}):
+        raise ValueError(f"the store at {store.root} has no {stream!r} crops (streams: "
                          f"{sorted(records[0].get('streams') or {})}); preprocess with crops "
-                         f"including {STREAM!r}")
+                         f"including {stream!r}")
     if vocabulary is None:
         vocabulary = sorted({_clip_word(r) for r in records})
     vocabulary = tuple(vocabulary)
@@ -176,7 +182,7 @@ def load_words(store, split: str, *, vocabulary: Sequence[str] | None = None, si
         if word not in index:
             skipped["unknown_word"] = skipped.get("unknown_word", 0) + 1
             continue
-        raw = store.frames(rec["id"], STREAM)
+        raw = store.frames(rec["id"], stream)
         frames = _fit_length(raw, n_frames)
         video = torch.from_numpy(np.ascontiguousarray(frames))
         if size != video.shape[-1]:
@@ -218,12 +224,13 @@ def fraction_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.nd
 
 def augment(video: torch.Tensor, *, train: bool, generator: torch.Generator | None = None,
             scale: tuple[float, float] = (0.6, 1.0), flip: bool = True,
-            time_mask: int = 15) -> torch.Tensor:
+            time_mask: int = 15, mean: float = MOUTH_MEAN, std: float = MOUTH_STD) -> torch.Tensor:
     """uint8 mouths (B, T, S, S) -> normalised float (B, 1, T, S, S), SyncVSR's transforms.
 
     ``train=False`` only normalises. In training every clip gets one random resized crop (the
     same for all its frames), a flip with probability 0.5 and a time mask of 0..``time_mask``
-    frames set to the clip's mean frame; randomness comes from ``generator``."""
+    frames set to the clip's mean frame; randomness comes from ``generator``. ``mean``/``std``:
+    the reader's Normalize (SyncVSR's by default; MMAB's is (0.4136, 0.17))."""
     x = video.float() / 255.0  # a new tensor: float input is not changed in place
     if train:
         b, t, h, w = x.shape
@@ -248,9 +255,9 @@ def augment(video: torch.Tensor, *, train: bool, generator: torch.Generator | No
             start = (torch.rand(b, generator=g) * (t - length + 1).float()).long()
             frames = torch.arange(t)
             masked = (frames[None] >= start[:, None]) & (frames[None] < (start + length)[:, None])
-            mean = x.mean(dim=1, keepdim=True).expand_as(x)
-            x = torch.where(masked[:, :, None, None], mean, x)
-    x = (x - MOUTH_MEAN) / MOUTH_STD
+            clip_mean = x.mean(dim=1, keepdim=True).expand_as(x)
+            x = torch.where(masked[:, :, None, None], clip_mean, x)
+    x = (x - mean) / std
     return x.unsqueeze(1)
 
 

@@ -83,7 +83,7 @@ from avlib.checkpoints import (
     read_checkpoint_info,
     read_official,
 )
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE
+from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, torch_device
 from avlib.data.preprocess import PreprocessConfig, make_crops, make_detector
 from avlib.data.tracking import (
     MISSING,
@@ -433,15 +433,7 @@ def _load(weights, words, model: str) -> tuple[torch.nn.Module, str]:
 
 
 def _device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise LipreadError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'",
-                           EXIT_USAGE) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LipreadError(f"device {str(dev)!r} was asked for but torch sees no CUDA GPU; use "
-                           "--device cpu", EXIT_USAGE)
-    return dev
+    return torch_device(device, LipreadError)
 
 
 def load_reader(weights=None, words=None, device: str | torch.device = "cpu", *,

@@ -636,3 +636,31 @@ def iter_released_tokens(tar_path: str | os.PathLike,
                 yield os.path.splitext(member.name)[0], load_released_tokens(buffer, key)
     except (tarfile.TarError, EOFError, OSError) as err:
         raise CorruptCheckpointError(f"{tar_path} is not a readable tar archive ({err})") from err
+
+
+def released_tokens_for(clip_ids: Sequence[str], archive: str | os.PathLike, n_steps: int,
+                        key: str = "vq_tokens") -> np.ndarray:
+    """The released tokens of ``clip_ids`` from SyncVSR's archive, as one ``(N, n_steps, 2)``
+    int64 array (cropped, or padded with -1: ignored by the loss).
+
+    Clips are matched by their base name (LRW's ``ABOUT_00001`` is unique across the dataset),
+    whatever folders the archive and the store put around it. Raises ``KeyError`` naming up to
+    five clips the archive lacks."""
+    wanted = {Path(str(c)).name: i for i, c in enumerate(clip_ids)}
+    out = np.full((len(clip_ids), int(n_steps), N_GROUPS), -1, np.int64)
+    found = np.zeros(len(clip_ids), bool)
+    for name, tokens in iter_released_tokens(archive, key):
+        i = wanted.get(Path(name).name)
+        if i is None:
+            continue
+        n = min(len(tokens), int(n_steps))
+        out[i, :n] = tokens[:n]
+        found[i] = True
+    if not found.all():
+        missing = [str(clip_ids[i]) for i in np.flatnonzero(~found)[:5]]
+        raise KeyError(f"{archive} has no tokens for {int((~found).sum())} of {len(clip_ids)} "
+                       f"clips, e.g. {missing}")
+    return out
+
+
+__all__ += ["released_tokens_for"]
