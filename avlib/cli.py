@@ -67,7 +67,7 @@ COMMANDS = {
     "preprocess": ("avlib.data.preprocess", "preprocess a dataset's videos into a clip store"),
     "sync": ("avlib.sync.tool", "check, fix or filter the audio-visual sync of videos (LSE-D/C)"),
     "lipsync": ("avlib.lipsync.infer", "lip-sync a face video or image to new speech (Wav2Lip)"),
-    "lipread": ("avlib.vsr.infer", "read the words of a video from the lips (SyncVSR)"),
+    "lipread": ("avlib.vsr.infer", "read the words of a video from the lips (SyncVSR, MMAB)"),
 }
 
 #: errnos that are about writing whatever the file: space, quota, read-only, too big.

@@ -212,6 +212,8 @@ class MMABSetup:
     model: MMABConfig = field(default_factory=MMABConfig)
     batch_size: int = 80
     momentum: float = 0.9
+    #: "sgd" (official: Nesterov momentum) or "adamw" (for short CPU runs; see chapter 07)
+    optimizer: str = "sgd"
     patience: int = 5  #: validations without a better accuracy before the rate halves
     time_mask: int = 0  #: longest time mask on the video, frames (MMAB: none)
     crop_scale: tuple[float, float] = (0.8, 1.0)
@@ -222,6 +224,8 @@ class MMABSetup:
     def __post_init__(self):
         if self.mode not in MMAB_MODES:
             raise ValueError(f"mode must be one of {MMAB_MODES}, got {self.mode!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", MMABConfig(**self.model))
         object.__setattr__(self, "crop_scale", tuple(float(v) for v in self.crop_scale))
@@ -290,6 +294,8 @@ class MMABRecipe(Recipe):
         return ("net",)
 
     def optimizers(self, models, cfg: TrainConfig):
+        if self.config.optimizer == "adamw":
+            return {"net": adamw(models["net"], cfg)}
         return {"net": torch.optim.SGD(models["net"].parameters(), lr=cfg.lr, momentum=self.config.momentum,
                                        nesterov=True, weight_decay=cfg.weight_decay)}
 
