@@ -114,7 +114,7 @@ fractions = [0.25, 0.5, 1.0]  # shares of the training data
 sweep_lambdas = [0.0, 1.0, 10.0]  # the lambda sweep, at the smallest fraction
 n_codes = 320  # codes per token group (vq-wav2vec: 320)
 tokenizer_iters = 20  # k-means iterations
-released_tokens = None  # SyncVSR's audio-tokens.tar.gz: also train with its vq-wav2vec tokens
+released_tokens = None  # SyncVSR's audio-tokens.tar.gz (real LRW): a third token source
 torch_threads = None  # CPU threads for torch; None: one per core
 
 # %%
@@ -583,8 +583,8 @@ headline = [
 headline = [{"size": model_size, "headline": True, **h} for h in headline]
 rows = []
 for _, r in results.iterrows():
-    model = {"learned": "syncvsr", "phonemes": "syncvsr_phonemes", "released": "syncvsr",
-             "–": "syncvsr_lam0"}[r["tokens"]]
+    model = {"learned": "syncvsr", "phonemes": "syncvsr_phonemes",
+             "released": "syncvsr", "–": "syncvsr_lam0"}[r["tokens"]]
     if model == "syncvsr" and r["λ"] == 1.0:
         model = "syncvsr_lam1"
     for metric in ("top-1", "top-5", "homophene-group accuracy"):
