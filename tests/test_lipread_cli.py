@@ -404,13 +404,13 @@ def test_mmab_default_weights_are_the_chapter_07_product(corpus, mmab_files, tmp
     assert err.value.exit_code == cli.EXIT_USAGE
     message = str(err.value)
     chapter = (project_root() / "notebooks" / "07_mmab.py").is_file()
-    assert "mmab_memory88" in message
+    assert "mmab_memory168" in message
     assert ("make run ONLY=07_mmab" in message) == chapter  # only when the chapter exists
     assert infer.ENV_MMAB_WEIGHTS in message and "GRU_Back_Ckpt.ckpt" in message
     monkeypatch.setenv(infer.ENV_MMAB_WEIGHTS, str(mmab_files["book"]))
     assert isinstance(load_reader(model="mmab"), MMAB)
     monkeypatch.delenv(infer.ENV_MMAB_WEIGHTS)
-    product = tmp_path / "mmab_memory88" / "0123456789ab"
+    product = tmp_path / "mmab_memory168" / "0123456789ab"
     product.mkdir(parents=True)
     for suffix in (".json", ".safetensors"):
         (product / f"net{suffix}").write_bytes(mmab_files["book"].with_suffix(suffix).read_bytes())

@@ -61,7 +61,7 @@ Readers (``--model``; :data:`READERS`):
   any sound. The flip test-time augmentation (the mean of the logits of each clip and its
   mirror) is on by default, as in MMAB's reported numbers (``--no-flip``; ``--flip`` turns it
   on for SyncVSR). Weights (``--weights``, else :data:`ENV_MMAB_WEIGHTS`, else chapter 07's
-  ``mmab_memory88`` product of the ``cpu`` profile, made by ``make run ONLY=07_mmab``): a book
+  ``mmab_memory168`` product of the ``cpu`` profile, made by ``make run ONLY=07_mmab``): a book
   checkpoint or product folder as above (``config["name"] == "mmab"``), or MMAB's official
   ``GRU_Back_Ckpt.ckpt`` / ``MSTCN_Back_Ckpt.ckpt`` (one state dict per part, loaded by
   :meth:`avlib.models.MMAB.from_official`), which need ``--words`` as many as the classifier's
@@ -512,7 +512,7 @@ READERS: dict[str, Reader] = {
         official="SyncVSR's official .ckpt (LRW_CKPT_epoch_167_step_213864.ckpt, with --words)"),
     "mmab": Reader(
         name="mmab", title="MMAB's memory lip reader", short="MMAB", registry_name="mmab",
-        product="mmab_memory88", producer="07_mmab", load=_load_mmab, logits=_mmab_logits,
+        product="mmab_memory168", producer="07_mmab", load=_load_mmab, logits=_mmab_logits,
         vocabulary=_vocabulary, with_vocabulary=_with_vocabulary, env=ENV_MMAB_WEIGHTS,
         official="MMAB's official GRU_Back_Ckpt.ckpt or MSTCN_Back_Ckpt.ckpt (with --words)",
         crop="vcagan112", hears=True, flip=True, boundary=False),
@@ -573,7 +573,7 @@ def default_weights(model: str = "syncvsr", profile: str = DEFAULT_PROFILE) -> P
     """The newest complete default product of ``model`` under the profile's artifacts root
     (``$AVLIB_ARTIFACTS`` or ``_build/artifacts/<profile>/``), e.g.
     ``_build/artifacts/cpu/vsr_lam10_f100/<key>/`` (SyncVSR, chapter 06) or
-    ``_build/artifacts/cpu/mmab_memory88/<key>/`` (MMAB, chapter 07). Raises
+    ``_build/artifacts/cpu/mmab_memory168/<key>/`` (MMAB, chapter 07). Raises
     :class:`LipreadError` (exit 2) saying how to make it when there is none."""
     reader = _reader(model)
     folder = resolve_artifacts_root(None, profile) / reader.product
