@@ -332,6 +332,14 @@ def _classes_in(raw) -> int | None:
     return None
 
 
+def _check_word_count(words, n_classes: int, path) -> None:
+    """An official file's classes must each get one word of ``--words``."""
+    if len(words) != n_classes:
+        raise LipreadError(f"the word list has {len(words)} words but {path} has {n_classes} "
+                           "classes: give one word per class, in class order (LRW: its 500 "
+                           "folder names sorted)", EXIT_USAGE)
+
+
 def _first_problem(err: Exception) -> str:
     """The first offending key of a :class:`CheckpointMismatch` (its message lists several)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
@@ -415,10 +423,7 @@ def _load_syncvsr(path: Path, words, origin: str):
         raise _not_this_reader(path, origin, raw, reader, "no category_classifier")
     if words is None:
         raise LipreadError(_words_needed(path, origin, reader), EXIT_USAGE)
-    if len(words) != n_classes:
-        raise LipreadError(f"the word list has {len(words)} words but {path} has {n_classes} "
-                           "classes: give one word per class, in class order (LRW: its 500 "
-                           "folder names sorted)", EXIT_USAGE)
+    _check_word_count(words, n_classes, path)
     net = _syncvsr_class()(n_classes=n_classes, vocabulary=tuple(words))
     try:
         report = load_official(net, raw)
@@ -478,10 +483,7 @@ def _load_mmab(path: Path, words, origin: str):
     backend, n_classes, slots = head
     if words is None:
         raise LipreadError(_words_needed(path, origin, reader), EXIT_USAGE)
-    if len(words) != n_classes:
-        raise LipreadError(f"the word list has {len(words)} words but {path} has {n_classes} "
-                           "classes: give one word per class, in class order (LRW: its 500 "
-                           "folder names sorted)", EXIT_USAGE)
+    _check_word_count(words, n_classes, path)
     found = {"backend": backend, "n_classes": n_classes, **({"n_slot": slots} if slots else {})}
     try:
         net, report = _mmab_class().from_official(raw, vocabulary=tuple(words), **found)

@@ -78,6 +78,20 @@ def adamw(model: torch.nn.Module, cfg: TrainConfig, eps: float = 1e-6) -> torch.
                              lr=cfg.lr, betas=tuple(cfg.betas), eps=eps)
 
 
+def _bind_words(recipe: Recipe, train: WordSet, val: WordSet, setup):
+    """What both word recipes do with their data: one vocabulary for train and val, the network
+    told the words it names and the crop size it reads, the nested training fraction."""
+    if tuple(val.vocabulary) != tuple(train.vocabulary):
+        raise ValueError("train and val must share one vocabulary")
+    setup = dataclasses.replace(setup, model=dataclasses.replace(
+        setup.model, n_classes=len(train.vocabulary), vocabulary=tuple(train.vocabulary),
+        input_size=train.size))
+    recipe.config = setup
+    recipe.train_set, recipe.val_set = train, val
+    recipe.index = fraction_subset(train.labels, setup.fraction, setup.subset_seed)
+    return setup
+
+
 class SyncVSRRecipe(Recipe):
     """Train a :class:`~avlib.models.SyncVSR` on word clips.
 
@@ -98,15 +112,7 @@ class SyncVSRRecipe(Recipe):
             raise ValueError(f"setup {setup.name!r} has lam={setup.lam}: pass the training clips' tokens")
         if tokens is not None and len(tokens) != len(train):
             raise ValueError(f"tokens has {len(tokens)} clips but train has {len(train)}")
-        if tuple(val.vocabulary) != tuple(train.vocabulary):
-            raise ValueError("train and val must share one vocabulary")
-        # The network records what it reads and names: the classes' words and the crop size.
-        setup = dataclasses.replace(setup, model=dataclasses.replace(
-            setup.model, n_classes=len(train.vocabulary), vocabulary=tuple(train.vocabulary),
-            input_size=train.size))
-        self.config = setup
-        self.train_set, self.val_set = train, val
-        self.index = fraction_subset(train.labels, setup.fraction, setup.subset_seed)
+        setup = _bind_words(self, train, val, setup)
         self.tokens = None if tokens is None else torch.as_tensor(np.asarray(tokens), dtype=torch.long)
         self.key_extra = {"tokens": tokens_id if setup.lam > 0 else None, "data": data_id,
                           "n_train": int(len(self.index))}
@@ -269,14 +275,7 @@ class MMABRecipe(Recipe):
 
     def __init__(self, train: WordSet, val: WordSet, setup: MMABSetup, *, data_id: str | None = None,
                  val_batch: int = 64):
-        if tuple(val.vocabulary) != tuple(train.vocabulary):
-            raise ValueError("train and val must share one vocabulary")
-        setup = dataclasses.replace(setup, model=dataclasses.replace(
-            setup.model, n_classes=len(train.vocabulary), vocabulary=tuple(train.vocabulary),
-            input_size=train.size))
-        self.config = setup
-        self.train_set, self.val_set = train, val
-        self.index = fraction_subset(train.labels, setup.fraction, setup.subset_seed)
+        _bind_words(self, train, val, setup)
         self.mels = word_mels(train)
         self.val_mels = word_mels(val)
         self.key_extra = {"data": data_id, "n_train": int(len(self.index))}
