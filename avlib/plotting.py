@@ -53,7 +53,7 @@ MODEL_STYLES = {
     "syncvsr_phonemes": {"color": "#01665E", "marker": "h", "linestyle": "--",
                          "label": "SyncVSR, phoneme tokens"},
     "mmab": {"color": "#332288", "marker": "*", "linestyle": "-", "label": "MMAB"},
-    "mmab_visual_only": {"color": "#332288", "marker": "o", "linestyle": ":",
+    "mmab_visual_only": {"color": "#44AA99", "marker": "o", "linestyle": "-.",
                          "label": "visual only (no memory)"},
     "mmab_audio_only": {"color": "#777777", "marker": "s", "linestyle": "--",
                         "label": "audio only"},
