@@ -261,7 +261,7 @@ class FeedForward(nn.Module):
 
 
 class _Residual(nn.Module):
-    """Parameter-free placeholder at index 2 of a layer (x-transformers' ``Residual``)."""
+    """The residual sum at index 2 of a layer, parameter-free (x-transformers' ``Residual``)."""
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return x + residual
