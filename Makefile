@@ -22,7 +22,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --progress-bar off -e '.[book,test]'
+	$(PY) -m pip install --quiet --progress-bar off -e '.[book,test,speech]'
 	$(PY) -m pip check
 	@touch $@
 

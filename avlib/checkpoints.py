@@ -18,7 +18,8 @@ Official files (spec §1.4, §2.6, §3.3, §4.2) come in these shapes:
 Wav2Lip's generator files (``wav2lip.pth``, ``wav2lip_gan.pth``) and the quality
 discriminator's (``disc_checkpoint_step*.pth``) use the second shape. A fifth shape holds several
 networks, one state dict per ``<part>_state_dict`` entry (MMAB's ``GRU_Back_Ckpt.ckpt`` and
-``MSTCN_Back_Ckpt.ckpt``: ``v_front``, ``a_front``, ``mem``, ``back``, spec §5.8):
+``MSTCN_Back_Ckpt.ckpt``: ``v_front``, ``a_front``, ``mem``, ``back``, spec §5.8; VCA-GAN's
+``Best_*.ckpt``: ``v_front``, ``gen``, ``post``, ``dis1-3``, ``s_dis``, spec §5.3):
 :func:`load_official_parts` loads each entry strictly into its part, and :func:`load_official`
 does so for a model that names its parts (``official_parts()``) and refuses the file, naming
 it, for any other.
@@ -485,10 +486,16 @@ def _load_parts(parts: Mapping[str, nn.Module], raw: object, report: LoadReport,
             f"(a dict with the entries {', '.join(parts)})")
     missing = [entry for entry in parts if entry not in raw]
     if missing:
+        net = _identify_parts(raw)  # a complete file of another network (VCA-GAN into MMAB)
+        hint = ""
+        if net:
+            known = OFFICIAL_NETWORKS[net]
+            into = f": load it into {known.avlib_class}" if known.avlib_class else ""
+            hint = f" (this is {known.name}{into})"
         raise CheckpointMismatch(
             f"{report.source} lacks the entr{'y' if len(missing) == 1 else 'ies'} "
             f"{', '.join(missing)}: it holds {', '.join(map(str, raw)) or 'nothing'}, and this "
-            f"model loads {', '.join(parts)}")
+            f"model loads {', '.join(parts)}{hint}")
     prepared = []
     for entry, module in parts.items():
         sub = LoadReport(source=f"{report.source} [{entry}]")
@@ -561,6 +568,12 @@ OFFICIAL_NETWORKS: dict[str, OfficialNetwork] = {net.key: net for net in (
                     ("GRU_Back_Ckpt.ckpt", "MSTCN_Back_Ckpt.ckpt"), "avlib.models.MMAB",
                     parts=("v_front_state_dict", "a_front_state_dict", "mem_state_dict",
                            "back_state_dict")),
+    OfficialNetwork("vcagan", "VCA-GAN's lip-to-speech synthesizer and critics "
+                    "(Visual-Context-Attentional-GAN)", ("Best_*.ckpt", "Epoch_*.ckpt"),
+                    "avlib.models.VCAGAN",
+                    parts=("v_front_state_dict", "gen_state_dict", "post_state_dict",
+                           "dis1_state_dict", "dis2_state_dict", "dis3_state_dict",
+                           "s_dis_state_dict")),
     OfficialNetwork("s3fd", "the S3FD face detector's weights", ("s3fd.pth",), None),
 )}
 

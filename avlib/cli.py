@@ -8,6 +8,7 @@ Sub-commands (each delegates to the module that owns the concept)::
     avlib sync check|fix|filter ...     measure / correct AV sync  (avlib.sync.tool)
     avlib lipsync --face --audio -o     lip-sync a face to new speech (avlib.lipsync.infer)
     avlib lipread VIDEO                 read the words of a video from the lips (avlib.vsr.infer)
+    avlib lip2speech VIDEO -o OUT.wav   speak a silent video from the lips (avlib.lip2speech.infer)
     avlib env                           this machine and its packages (avlib.envinfo)
 
 Errors. Every sub-command runs inside one wrapper (:func:`run_command`) that turns the ordinary
@@ -35,7 +36,7 @@ code  name                   meaning
 
 Modules choose the class of their own exceptions with an ``exit_code`` attribute (e.g.
 :class:`avlib.media.MediaError` is an input problem); OS errors are classed by their errno and
-by whether their file lies in the command's output (``--out``/``--output``/``--plot``).
+by whether their file lies in the command's output (``--out``/``--output``/``--plot``/``--mux``).
 Set ``AVLIB_TRACEBACK=1`` to get the traceback of every error.
 """
 from __future__ import annotations
@@ -68,12 +69,13 @@ COMMANDS = {
     "sync": ("avlib.sync.tool", "check, fix or filter the audio-visual sync of videos (LSE-D/C)"),
     "lipsync": ("avlib.lipsync.infer", "lip-sync a face video or image to new speech (Wav2Lip)"),
     "lipread": ("avlib.vsr.infer", "read the words of a video from the lips (SyncVSR, MMAB)"),
+    "lip2speech": ("avlib.lip2speech.infer", "speak a silent video from the lips (VCA-GAN)"),
 }
 
 #: errnos that are about writing whatever the file: space, quota, read-only, too big.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 #: args attributes that name what a command writes.
-_OUTPUT_ARGS = ("out", "output", "plot")
+_OUTPUT_ARGS = ("out", "output", "plot", "mux")
 
 
 def torch_device(device, error: type[Exception] = ValueError):

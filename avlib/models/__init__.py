@@ -21,6 +21,14 @@ from avlib.models.blocks import (
 from avlib.models.mmab import MMAB, MMABConfig, MMABOutput, mmab_loss
 from avlib.models.syncnet import SyncNet, SyncNetConfig, contrastive_loss
 from avlib.models.syncvsr import SyncVSR, SyncVSRConfig, audio_token_loss
+from avlib.models.vcagan import (
+    VCAGAN,
+    VCAGANConfig,
+    VCAGANCritics,
+    VCAGANDiscriminator,
+    VCAGANOutput,
+    load_vcagan_official,
+)
 from avlib.models.wav2lip import (
     Wav2Lip,
     Wav2LipConfig,
@@ -54,6 +62,9 @@ MODEL_REGISTRY: dict[str, ModelFactory] = {
     Wav2LipDisc.registry_name: Wav2LipDisc,
     SyncVSR.registry_name: SyncVSR,
     MMAB.registry_name: MMAB,
+    VCAGAN.registry_name: VCAGAN,
+    VCAGANCritics.registry_name: VCAGANCritics,
+    VCAGANDiscriminator.registry_name: VCAGANDiscriminator,
 }
 
 
@@ -112,6 +123,11 @@ __all__ = [
     "SyncNetConfig",
     "SyncVSR",
     "SyncVSRConfig",
+    "VCAGAN",
+    "VCAGANConfig",
+    "VCAGANCritics",
+    "VCAGANDiscriminator",
+    "VCAGANOutput",
     "VocaLiST",
     "VocaLiSTConfig",
     "Wav2Lip",
@@ -127,6 +143,7 @@ __all__ = [
     "count_parameters",
     "expert_loss",
     "future_mask",
+    "load_vcagan_official",
     "mmab_loss",
     "mtd_vocalist",
     "register_model",

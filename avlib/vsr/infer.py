@@ -684,16 +684,17 @@ def load_reader(weights=None, words=None, device: str | torch.device = "cpu", *,
 class _Frames:
     """A video's 25 fps RGB frames, held when small, else decoded again on every pass."""
 
-    def __init__(self, path: Path, cfg: PreprocessConfig):
+    def __init__(self, path: Path, cfg: PreprocessConfig, task: str = "lip reading",
+                 error: type[Exception] = LipreadError):
         if not path.exists():
-            raise LipreadError(f"video not found: {path}")
+            raise error(f"video not found: {path}")
         if path.is_dir():
-            raise LipreadError(f"{path} is a folder; give a video file")
+            raise error(f"{path} is a folder; give a video file")
         info = media.probe(path)  # MediaError: not media, damaged, truncated
         if not info.has_video:
-            raise LipreadError(f"{path} has no video stream: lip reading needs a video of the "
-                               "speaker's face")
-        self.path, self.cfg = path, cfg
+            raise error(f"{path} has no video stream: {task} needs a video of the speaker's "
+                        "face")
+        self.path, self.cfg, self.error = path, cfg, error
         self.count = max(0, math.ceil((info.video_duration - 1e-4) * FPS))
         self.frames = None
         if self.count * info.width * info.height * 3 <= HOLD_BYTES:
@@ -717,8 +718,8 @@ class _Frames:
         if buffer:
             yield start, np.stack(buffer)
         if seen != self.count:
-            raise LipreadError(f"{self.path}: decoding gave {seen} frames, the header "
-                               f"declares {self.count}; is the file complete?")
+            raise self.error(f"{self.path}: decoding gave {seen} frames, the header "
+                             f"declares {self.count}; is the file complete?")
 
 
 def _slice_track(track, a: int, b: int):
@@ -728,15 +729,19 @@ def _slice_track(track, a: int, b: int):
 
 def mouth_crops(video: str | os.PathLike, *, progress: bool = False,
                 cfg: PreprocessConfig | None = None,
-                stream: str = "mouth96") -> tuple[np.ndarray, dict]:
+                stream: str = "mouth96", min_frames: int = MIN_FRAMES,
+                task: str = "lip reading",
+                error: type[Exception] = LipreadError) -> tuple[np.ndarray, dict]:
     """The ``stream`` crops of every 25 fps frame of ``video`` (the clip store's chain):
     ``"mouth96"`` (SyncVSR's, the default) or ``"vcagan112"`` (MMAB's).
 
     Returns uint8 (T, S, S) gray crops (S = :data:`CROP_SIDES` of the stream) and
     ``{"frames", "size", "face"}``, ``face`` bool (T,) being the frames with a tracked face and
     mesh landmarks. ``progress``: a bar over the three passes when the video is longer than a
-    word clip. Raises :class:`LipreadError` (no face, fewer than :data:`MIN_FRAMES` frames)
-    or :class:`avlib.media.MediaError`.
+    word clip. Raises :class:`LipreadError` (no face, fewer than ``min_frames`` frames, default
+    :data:`MIN_FRAMES`) or :class:`avlib.media.MediaError`. Another command passes its own
+    ``error`` class (called ``error(message)``: an input problem) and ``task`` (its name in the
+    messages, "lip-to-speech").
     """
     if stream not in CROP_SIDES:
         raise LipreadError(f"unknown crop stream {stream!r}; known: "
@@ -746,12 +751,11 @@ def mouth_crops(video: str | os.PathLike, *, progress: bool = False,
     if stream not in cfg.crops:
         cfg = dataclasses.replace(cfg, crops=(*cfg.crops, stream))
     side = CROP_SIDES[stream]
-    source = _Frames(path, cfg)
+    source = _Frames(path, cfg, task, error)
     n = source.count
-    if n < MIN_FRAMES:
-        raise LipreadError(f"{path}: {n} frame{'s' if n != 1 else ''} at 25 fps "
-                           f"({n / FPS:.2f} s); lip reading needs at least {MIN_FRAMES} "
-                           f"({MIN_FRAMES / FPS:.1f} s)")
+    if n < min_frames:
+        raise error(f"{path}: {n} frame{'s' if n != 1 else ''} at 25 fps ({n / FPS:.2f} s); "
+                    f"{task} needs at least {min_frames} ({min_frames / FPS:.1f} s)")
     # A word clip takes a second: bars only on longer videos.
     bars = {"total": 3 * n, "desc": "mouths", "unit": "frame", "leave": False,
             "disable": not progress or n <= WORD_MAX_FRAMES}
@@ -766,8 +770,8 @@ def mouth_crops(video: str | os.PathLike, *, progress: bool = False,
         try:
             track = track_faces(detections, size, cfg)
         except ClipRejected as err:
-            raise LipreadError(f"{path}: no usable face ({err.detail}); lip reading needs the "
-                               "speaker's face, roughly frontal, on most frames") from None
+            raise error(f"{path}: no usable face ({err.detail}); {task} needs the speaker's "
+                        "face, roughly frontal, on most frames") from None
         whole = track.stats["n_faces_max"] <= 1
         marks = np.zeros((n, 468, 2))
         found = np.zeros(n, bool)
@@ -778,11 +782,11 @@ def mouth_crops(video: str | os.PathLike, *, progress: bool = False,
                     frames, _slice_track(track, start, b), mesher, whole_frame=whole)
                 bar.update(len(frames))
         if not found.any():
-            raise LipreadError(f"{path}: the face mesh found the tracked face on no frame; lip "
-                               "reading needs the speaker's face, roughly frontal")
+            raise error(f"{path}: the face mesh found the tracked face on no frame; {task} "
+                        "needs the speaker's face, roughly frontal")
         if n - found.sum() > cfg.max_missing * n:
-            raise LipreadError(f"{path}: the face mesh failed on {n - int(found.sum())} of {n} "
-                               "frames; lip reading needs the face on most frames")
+            raise error(f"{path}: the face mesh failed on {n - int(found.sum())} of {n} frames; "
+                        f"{task} needs the face on most frames")
         marks = _interpolate_missing(marks, found)  # across chunk borders too
         crops = np.zeros((n, side, side), np.uint8)
         margin = cfg.smooth_window // 2

@@ -1,0 +1,1 @@
+"""Lip-to-speech (VCA-GAN): data, recipes, vocoding and evaluation, the `avlib lip2speech` command."""
