@@ -78,6 +78,19 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _OUTPUT_ARGS = ("out", "output", "plot", "mux")
 
 
+class CommandError(Exception):
+    """A command cannot run on this input or with these options; the message says why and what
+    to do. ``exit_code`` is its command-line class: an input problem unless said otherwise.
+    Each command subclasses it (``LipreadError``, ``LipsyncError``, ...)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.exit_code))
+
+
 def torch_device(device, error: type[Exception] = ValueError):
     """``torch.device(device)``, checked: an unknown name or CUDA without a GPU raises
     ``error(message, EXIT_USAGE)`` (each command passes its own error class)."""

@@ -103,7 +103,7 @@ from avlib.checkpoints import (
     read_checkpoint_info,
     read_official,
 )
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, torch_device
+from avlib.cli import EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, CommandError, torch_device
 from avlib.lip2speech.data import MEL_PER_FRAME, STREAM, normalise_video
 from avlib.lipsync.infer import IMAGE_SUFFIXES
 from avlib.lipsync.infer import OUTPUT_SUFFIXES as MUX_SUFFIXES
@@ -166,17 +166,10 @@ _TASK = "lip-to-speech"
 _SYNTH = "VCA-GAN's synthesizer"
 
 
-class Lip2SpeechError(Exception):
+class Lip2SpeechError(CommandError):
     """Lip-to-speech cannot run on this input or with these options; the message says why and
     what to do. ``exit_code`` is its command-line class (:mod:`avlib.cli`): an input problem
     unless said otherwise."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.exit_code))
 
 
 @dataclass

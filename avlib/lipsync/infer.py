@@ -104,7 +104,7 @@ from avlib.checkpoints import (
     load_official,
     read_checkpoint_info,
 )
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, torch_device
+from avlib.cli import EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, CommandError, torch_device
 from avlib.data.tracking import (
     MISSING,
     choose_track,
@@ -188,16 +188,9 @@ _NO_WEIGHTS = (
 )
 
 
-class LipsyncError(Exception):
+class LipsyncError(CommandError):
     """Lip-syncing cannot run on this input; the message says why and what to do. ``exit_code``
     is its command-line class (:mod:`avlib.cli`): an input problem unless said otherwise."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.exit_code))
 
 
 @dataclass

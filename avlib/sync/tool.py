@@ -82,7 +82,7 @@ import torch
 from avlib import media
 from avlib.artifacts import is_stale_temp, probe_writable, temp_path
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, SYNC_WINDOW_FRAMES, syncnet_mfcc
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, torch_device
+from avlib.cli import EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, CommandError, torch_device
 from avlib.checkpoints import (
     CheckpointMismatch,
     UnsafeCheckpointError,
@@ -142,16 +142,9 @@ _NO_WEIGHTS = (
 )
 
 
-class SyncToolError(Exception):
+class SyncToolError(CommandError):
     """The sync check/fix cannot run on this input; the message says why and what to do.
     ``exit_code`` is its command-line class (:mod:`avlib.cli`): an input problem unless said."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.exit_code))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ from avlib.checkpoints import (
     read_checkpoint_info,
     read_official,
 )
-from avlib.cli import EXIT_INPUT, EXIT_OK, EXIT_USAGE, torch_device
+from avlib.cli import EXIT_OK, EXIT_USAGE, CommandError, torch_device
 from avlib.data.preprocess import PreprocessConfig, make_crops, make_detector
 from avlib.data.tracking import (
     MISSING,
@@ -183,17 +183,10 @@ CROP = 96
 CROP_SIDES = {"mouth96": 96, "vcagan112": 112}
 
 
-class LipreadError(Exception):
+class LipreadError(CommandError):
     """Lip reading cannot run on this input or with these options; the message says why and
     what to do. ``exit_code`` is its command-line class (:mod:`avlib.cli`): an input problem
     unless said otherwise."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.exit_code))
 
 
 class LipreadWarning(UserWarning):
