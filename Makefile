@@ -14,6 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 book: venv
 	$(PY) -m avlib.book run --profile $(PROFILE)
+	$(PY) -m avlib.book results --profile $(PROFILE) --snapshot
 	$(PY) -m avlib.book build --profile $(PROFILE)
 
 test: venv unit smoke smoke-book

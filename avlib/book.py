@@ -7,6 +7,7 @@ Usage (``python -m avlib.book`` or ``avlib book``)::
     avlib book run --profile cpu --only 02_syncnet -p epochs=20 -p device=cuda
     avlib book build --profile cpu                   # jupyter-book on the executed notebooks
     avlib book inspect 00_corpus                     # a chapter's parameters and defaults
+    avlib book results --snapshot                    # README and landing page from the metrics
 
 A chapter is a py:percent notebook ``notebooks/NN_name.py``. Its jupytext header carries, under
 ``jupyter.avlib``, the chapters it needs (``needs``) and its expected wall time per profile in
@@ -864,6 +865,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("chapter")
     i.add_argument("--profile", help="also show the values this profile injects")
     sub.add_parser("list", help="list chapters with their expected times")
+    r = sub.add_parser("results", help="regenerate the README's results and the landing page "
+                       "from book/results/ (avlib.results); --snapshot first copies the metrics")
+    r.add_argument("--profile", default="cpu", help="whose metrics --snapshot copies (default: "
+                   "cpu); the README and the landing page always show book/results/cpu/")
+    r.add_argument("--snapshot", action="store_true",
+                   help="copy <artifacts>/metrics/*.json into book/results/<profile>/")
 
 
 def main_from_args(args: argparse.Namespace) -> int:
@@ -875,6 +882,10 @@ def main_from_args(args: argparse.Namespace) -> int:
             build(args.profile, strict=not args.no_strict)
         elif args.book_command == "inspect":
             _inspect(args.chapter, args.profile)
+        elif args.book_command == "results":
+            from avlib import results
+
+            return results.command(args.profile, snapshot=args.snapshot)
         elif args.book_command == "list":
             for c in find_chapters():
                 print(f"{c.name:24s} needs={c.needs} expected_seconds={c.metadata.get('expected_seconds')}")

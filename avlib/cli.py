@@ -3,6 +3,7 @@
 Sub-commands (each delegates to the module that owns the concept)::
 
     avlib book run|build|inspect|list   the book runner            (avlib.book)
+    avlib book results [--snapshot]     README and landing results (avlib.results)
     avlib corpus make                   the embedded corpus        (avlib.corpus.make)
     avlib preprocess --dataset ...      videos -> clip store       (avlib.data.preprocess)
     avlib sync check|fix|filter ...     measure / correct AV sync  (avlib.sync.tool)
