@@ -1,6 +1,7 @@
 # Lips & Voices. Two commands do everything:
 #   make book   -> environment, every chapter under the `cpu` profile, HTML book
-#   make test   -> environment, unit tests, every chapter under `smoke`, strict book build
+#   make test   -> environment, unit tests, every chapter under `smoke`, strict book build,
+#                  every page of that book checked in headless Chromium
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= cpu
@@ -10,14 +11,14 @@ STAMP   := $(VENV)/.avlib-installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: book test venv unit smoke smoke-book run build clean distclean benchmarks gpu-check
+.PHONY: book test venv unit smoke smoke-book browser-check run build clean distclean benchmarks gpu-check
 
 book: venv
 	$(PY) -m avlib.book run --profile $(PROFILE)
 	$(PY) -m avlib.book results --profile $(PROFILE) --snapshot
 	$(PY) -m avlib.book build --profile $(PROFILE)
 
-test: venv unit smoke smoke-book
+test: venv unit smoke smoke-book browser-check
 
 venv: $(STAMP)
 
@@ -35,6 +36,14 @@ smoke: venv
 
 smoke-book: venv
 	$(PY) -m avlib.book build --profile smoke
+
+# The built smoke book in headless Chromium (needs `chromium`; .ci/run installs it): every page
+# from file://, failing on console errors, broken images or links, audio/video that cannot play,
+# maths MathJax did not typeset, unrendered widgets, chapters without outputs; screenshots and
+# report.json in _build/browser/smoke/ (tests/browser/bookcheck.py). `make unit` does not collect
+# tests/browser: pytest collects it only when named on the command line (its conftest.py).
+browser-check: venv
+	$(PY) -m pytest tests/browser -q
 
 # One chapter with other parameters, e.g. make run ONLY=00_corpus PARAMS="-p n_speakers=4"
 run: venv
