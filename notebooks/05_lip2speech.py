@@ -119,47 +119,50 @@ print(f"store {ch.rel(store.root)}")
 # ## Why the problem is ill-posed
 #
 # The corpus knows every phoneme's timing, so it can show the ambiguity directly. Below, two
-# training sentences of the same speaker that differ only in the letter slot: the mouths of
-# the letter (top rows) barely differ when the letters share a viseme, while their
-# spectrograms (bottom) differ clearly. A network that sees only the mouth must produce *one*
+# training sentences of one speaker, at their letter slot: when the two letters share a viseme
+# (b, p and m close the lips; f and v bite the lower lip) the mouths (top) barely differ,
+# while their spectrograms (bottom) do. A network that sees only the mouth must produce *one*
 # spectrogram for both.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Two letters of the same viseme class in the training set: the mouth during the letter (every other frame) and the mel spectrogram of the letter. The lips are nearly identical, the sounds are not.", "name": "fig-05-ambiguity"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Two letters of the same viseme class in the training set: one speaker, the mouth on every frame of the letter and the mel spectrogram of the letter. The lips are nearly identical, the sounds are not.", "name": "fig-05-ambiguity"}}
 train = clips["train"]
 letter_pairs = [("b", "p"), ("b", "m"), ("p", "m"), ("f", "v"), ("t", "d"), ("s", "z")]
 found = None
-for a, b in letter_pairs:
-    ia = [i for i, w in enumerate(train.words) if w[3] == a]
-    ib = [i for i, w in enumerate(train.words) if w[3] == b]
-    if ia and ib:
-        found = (a, ia[0], b, ib[0])
+for a, b in letter_pairs:  # the same speaker saying two letters of one viseme class
+    for spk in sorted(set(train.speakers)):
+        mine = [i for i in range(len(train)) if train.speakers[i] == spk]
+        ia = [i for i in mine if train.words[i][3] == a]
+        ib = [i for i in mine if train.words[i][3] == b]
+        if ia and ib:
+            found = (a, ia[0], b, ib[0])
+            break
+    if found:
         break
-if found is None:  # tiny corpora: any two different letters
-    firsts = {}
-    for i, w in enumerate(train.words):
-        firsts.setdefault(w[3], i)
-    pairs = list(firsts.items()) * 2  # one letter only: show it twice
-    (a, i0), (b, i1) = pairs[0], pairs[1]
-    found = (a, i0, b, i1)
+if found is None:  # tiny corpora: any two clips
+    pick = [0, min(1, len(train) - 1)]
+    found = (train.words[pick[0]][3], pick[0], train.words[pick[1]][3], pick[1])
 
 
 def letter_span(index: int) -> tuple[int, int]:
     """Video frames of the letter word of a training clip (the store's timings)."""
     words = store.meta(train.ids[index]).get("words") or []
-    seg = words[3] if len(words) > 3 else {"start": 1.0, "end": 1.4}
-    return int(seg["start"] * 25), max(int(seg["end"] * 25), int(seg["start"] * 25) + 4)
+    seg = words[3] if len(words) > 3 else {"start": 1.0, "end": 1.24}
+    f0 = int(seg["start"] * 25)
+    return f0, max(int(round(seg["end"] * 25)), f0 + 3)
 
 
 fig, axes = plotting.figure(2, 2, height=3.6)
 for col, (letter, index) in enumerate(((found[0], found[1]), (found[2], found[3]))):
     f0, f1 = letter_span(index)
-    frames = train.video[index][f0:f1:2]
-    axes[0, col].imshow(np.concatenate(list(frames[:6]), axis=1), cmap="gray")
-    axes[0, col].set_title(f"letter '{letter}': mouth, frames {f0}-{f1}", fontsize=8)
+    frames = train.video[index][f0:f1][:6, 16:96, 8:104]
+    axes[0, col].imshow(np.concatenate(list(frames), axis=1), cmap="gray")
+    axes[0, col].set_title(f"{train.speakers[index]}, letter '{letter}': frames "
+                           f"{f0}-{f1 - 1}", fontsize=8)
     axes[0, col].axis("off")
     axes[1, col].imshow(train.mel[index][:, 4 * f0:4 * f1], origin="lower",
                         aspect="auto", cmap=plotting.CMAP)
     axes[1, col].set(xlabel="mel frame (10 ms)", ylabel="mel band")
+    axes[1, col].grid(False)
 plotting.save(fig, ch.figures / "ambiguity.png");
 
 # %% [markdown]
@@ -253,6 +256,8 @@ axes[1].set_title("mel target (80 bands)", fontsize=8)
 axes[2].imshow(np.log(window["linear"][0, 0] + 1e-3), origin="lower", aspect="auto",
                cmap=plotting.CMAP)
 axes[2].set_title("linear target (log shown)", fontsize=8)
+for ax in axes[1:]:
+    ax.grid(False)
 plotting.save(fig, ch.figures / "window.png");
 
 # %% [markdown]
@@ -349,6 +354,7 @@ for ax, att, title in zip(axes, out.attention, ("att1 (20 bands)", "att2 (40 ban
     ax.imshow(att[0].float().cpu().numpy(), aspect="auto", cmap=plotting.CMAP,
               origin="lower")
     ax.set(xlabel="video frame (key)", ylabel="generator step (query)", title=title)
+    ax.grid(False)
 plotting.save(fig, ch.figures / "attention.png")
 diag = out.attention[0][0].float().cpu()
 print(f"mean attention weight within ±2 frames of the diagonal: "
@@ -555,7 +561,7 @@ headline = [  # (metric, value, baseline, target, higher is better)
     ("WER against the no-attention ablation", seen["vcagan"]["wer"],
      seen["vcagan_no_attention"]["wer"], None, False),
     ("STOI, target ≥ 0.6", seen["vcagan"]["stoi"], None, 0.6, True),
-    ("WER, target ≤ 40 %", seen["vcagan"]["wer"], None, 0.4, False),
+    ("WER (fraction of words), target ≤ 0.4", seen["vcagan"]["wer"], None, 0.4, False),
 ]
 headline = [{"model": "vcagan", "size": size, "split": "seen speakers", "metric": m,
              "value": v, "unit": "", "baseline": b, "target": t,
