@@ -233,6 +233,18 @@ def _named_for_user(err: OSError, tmp: Path, final: Path) -> OSError:
     return renamed
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (the same path once resolved, or a hard link): what a
+    command checks before it writes an output that must never replace one of its inputs."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_destination(final: str | os.PathLike, make_parents: bool = False) -> Path:
     """``final`` as a Path, once it can be written as a file: its folder exists (made when
     ``make_parents``) and it is not itself a folder. Raises FileNotFoundError / IsADirectoryError

@@ -47,7 +47,7 @@ MODEL_STYLES = {
     "vcagan": {"color": "#56B4E9", "marker": "X", "linestyle": "-", "label": "VCA-GAN"},
     "vcagan_no_attention": {"color": "#0072B2", "marker": "v", "linestyle": "--",
                             "label": "VCA-GAN without attention"},
-    "l1_regression": {"color": "#E69F00", "marker": "o", "linestyle": ":",
+    "l1_regression": {"color": "#E69F00", "marker": "d", "linestyle": ":",
                       "label": "L1 regression (no GAN)"},
     "gl_ceiling": {"color": "#555555", "marker": "", "linestyle": "--",
                    "label": "true audio through Griffin-Lim (ceiling)"},

@@ -94,7 +94,7 @@ import numpy as np
 import torch
 
 from avlib import media
-from avlib.artifacts import atomic_path, probe_writable, resolve_artifacts_root
+from avlib.artifacts import atomic_path, probe_writable, resolve_artifacts_root, same_file
 from avlib.audio import FPS, SAMPLES_PER_FRAME, SR, griffin_lim, vcagan_mel_to_linear
 from avlib.checkpoints import (
     CheckpointMismatch,
@@ -611,22 +611,13 @@ def speak(video_path_or_crops, net: torch.nn.Module | None = None, *,
 # ---------------------------------------------------------------------------------------------
 # outputs
 # ---------------------------------------------------------------------------------------------
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _check_output(out: Path, suffixes: tuple[str, ...], what: str, taken: Sequence[Path],
                   overwrite: bool) -> None:
     """Refuse an output that is the input or the other output, a folder, of another format, in
     a missing or unwritable folder, or (without ``overwrite``) an existing file -- before any
     work."""
     for other in taken:
-        if _same_file(out, other):
+        if same_file(out, other):
             raise Lip2SpeechError(f"the output {out} must be a new file, not the input or the "
                                   f"other output ({other})", EXIT_USAGE)
     if out.is_dir():

@@ -87,7 +87,7 @@ import numpy as np
 import torch
 
 from avlib import media
-from avlib.artifacts import probe_writable
+from avlib.artifacts import probe_writable, same_file
 from avlib.audio import (
     FPS,
     MEL_WINDOW,
@@ -591,20 +591,11 @@ def _device(device) -> torch.device:
 # ---------------------------------------------------------------------------------------------
 # inputs and output
 # ---------------------------------------------------------------------------------------------
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _check_output(out: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse an output that is an input, a folder, of an unknown container, in a missing or
     unwritable folder, or (without ``overwrite``) an existing file -- before any work."""
     for src in inputs:
-        if _same_file(out, src):
+        if same_file(out, src):
             raise LipsyncError(f"the output must be a new file, not an input ({src}): the input "
                                "is read while the output is written", EXIT_USAGE)
     if out.is_dir():
