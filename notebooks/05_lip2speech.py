@@ -621,10 +621,18 @@ if any(verdict_of(row) not in ("met", "beats baseline") for row in headline):
         f"({frames:,} video frames, about "
         f"{frames / max(1, sum(map(len, train.video))):.0f}"
         f" passes over the training clips) at {n_params:,} parameters; the official "
-        "recipe trains 52 M parameters for 500 epochs of GRID. At this budget the "
-        "synthesizers have learnt when speech starts and stops and its rough spectral "
-        "shape, not yet the words: the validation curves are still falling. `steps` "
-        "raises the budget; the `gpu` profile trains the official sizes.")]
+        "recipe trains 52 M parameters for 500 epochs of GRID. The recogniser heard "
+        f"{1 - seen['vcagan']['wer']:.0%} of VCA-GAN's words, and its ESTOI of "
+        f"{seen['vcagan']['estoi']:.3f} says the spectra carry almost no pattern of "
+        "their own: at this budget the synthesizers draw an average spectrum in the "
+        "speaker's rough timbre (the spectrogram figure), not yet the words.")]
+    falling = [plotting.model_label(k) for k, h in histories.items()
+               if len(h.eval) > 1
+               and h.eval[-1]["val_mel_l1"] < h.eval[-2]["val_mel_l1"]]
+    trend = ("Still falling at the last validation: " + ", ".join(falling) + ". "
+             if falling else "No validation curve fell at the last validation. ")
+    lines += ["", trend + "`steps` raises the budget; the `gpu` profile trains the "
+              "official sizes."]
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
