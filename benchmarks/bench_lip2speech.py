@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _memory import reset_peak, rss_kib  # benchmarks/_memory.py, beside this file
+
 BASE_SECONDS = 10.0  #: longest base clip rendered; longer videos loop it back and forth
 
 
@@ -85,22 +87,6 @@ def ensure_video(workdir: Path, seconds: float, size: int) -> tuple[Path, Path]:
 
 
 # ============================================================================ measurements
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return -1
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def chunk_flops(model, chunk: int, device) -> float:
     """FLOPs of the synthesizer's forward pass over one chunk of ``chunk`` frames."""
     import torch
@@ -138,8 +124,8 @@ def child(args) -> None:
         flops = chunk_flops(model, args.chunk, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        peak_ok = _reset_peak()
-        baseline = _rss_kib("VmRSS")
+        peak_ok = reset_peak()
+        baseline = rss_kib("VmRSS")
         t0 = time.perf_counter()
         report = lip2speech(args.video, out, model, **options)
         wall = time.perf_counter() - t0
@@ -152,7 +138,7 @@ def child(args) -> None:
         "chunks": report.chunks, "speed": report.duration_s / wall, "stages": report.stages,
         "gflop_per_chunk": flops / 1e9,
         "gflops": flops * report.chunks / network / 1e9 if network > 0 else float("nan"),
-        "peak_rss_mib": _rss_kib("VmHWM") / 1024, "baseline_rss_mib": baseline / 1024,
+        "peak_rss_mib": rss_kib("VmHWM") / 1024, "baseline_rss_mib": baseline / 1024,
         "peak_reset": peak_ok,
         "gpu_peak_mib": (torch.cuda.max_memory_allocated(device) / 2**20
                          if device.type == "cuda" else None),

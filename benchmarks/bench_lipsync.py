@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _memory import reset_peak, rss_kib  # benchmarks/_memory.py, beside this file
+
 BASE_SECONDS = 10.0  #: longest base clip rendered; longer inputs loop it
 CONV = {"channels": 256, "side": 48, "batch": {"cpu": 8, "cuda": 64}}
 
@@ -101,22 +103,6 @@ def ensure_inputs(workdir: Path, seconds: float, size: int, face: str) -> tuple[
 
 
 # ============================================================================ measurements
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return -1
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def forward_flops(model, device) -> float:
     """FLOPs of the generator's forward pass for one frame (FlopCounterMode)."""
     import torch
@@ -177,8 +163,8 @@ def child(args) -> None:
     wav2lip_mel(np.zeros(16000, np.float32))  # librosa's one-off start-up (~130 MB) is paid
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    peak_ok = _reset_peak()
-    baseline = _rss_kib("VmRSS")
+    peak_ok = reset_peak()
+    baseline = rss_kib("VmRSS")
     out = Path(args.workdir) / f"out_{os.getpid()}.mp4"
     try:
         t0 = time.perf_counter()
@@ -197,7 +183,7 @@ def child(args) -> None:
         "generated": generated, "fps": report.frames / wall, "stages": report.stages,
         "gflop_per_frame": flops / 1e9,
         "gflops": flops * generated / network / 1e9 if network > 0 else float("nan"),
-        "peak_rss_mib": _rss_kib("VmHWM") / 1024, "baseline_rss_mib": baseline / 1024,
+        "peak_rss_mib": rss_kib("VmHWM") / 1024, "baseline_rss_mib": baseline / 1024,
         "peak_reset": peak_ok,
         "gpu_peak_mib": (torch.cuda.max_memory_allocated(device) / 2**20
                          if device.type == "cuda" else None),

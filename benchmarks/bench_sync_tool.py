@@ -60,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _memory import reset_peak, rss_kib  # benchmarks/_memory.py, beside this file
+
 MODELS = {
     # name -> SyncNet kwargs
     "small": {"width": 0.25, "img_size": 112},
@@ -127,13 +129,6 @@ def ensure_clip(path: Path, seconds: float, size: int, seed: int = 0) -> Path:
 
 
 # ============================================================================ child processes
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return -1
-
-
 def _cpu_seconds() -> float:
     """CPU seconds of this process and its finished children (ffmpeg, workers), all threads."""
     import resource
@@ -141,15 +136,6 @@ def _cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _ffmpeg(*args: str) -> None:
@@ -310,8 +296,8 @@ def child(args) -> None:
     model.eval()
     flops = network_flops(model)
     variant = args.child
-    peak_ok = _reset_peak()
-    baseline = _rss_kib("VmRSS")
+    peak_ok = reset_peak()
+    baseline = rss_kib("VmRSS")
     record = {"variant": variant, "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         cpu0 = _cpu_seconds()
@@ -347,7 +333,7 @@ def child(args) -> None:
         "stages": stages,
         "extra": extra,
         "flops_per_window": flops["lip"] + flops["aud"],
-        "peak_rss_mib": _rss_kib("VmHWM") / 1024,
+        "peak_rss_mib": rss_kib("VmHWM") / 1024,
         "baseline_rss_mib": baseline / 1024,
         "peak_reset": peak_ok,
         "disk_mib": disk / 2**20,
