@@ -319,10 +319,11 @@ plotting.video_player(corpus_dir / clip["video"])
 
 # %% [markdown]
 # In a live notebook the next cell gives a scrubber: a slider and a play button over the clip's
-# frames, each labelled with the phoneme the mouth is shaping. A static page cannot run it, so
-# the book shows the same clip as a filmstrip below it.
+# frames, each labelled with the phoneme the mouth is shaping. A static page has no Python
+# behind it: the widget shows its saved state (the first frame) and its slider moves without
+# redrawing, so the book also shows the same clip as a filmstrip below it.
 
-# %% tags=["remove-output"]
+# %%
 frame_visemes = []
 for k in range(len(av_clip.frames)):
     tk = (k + 0.5) / 25 + lead_frames / 25

@@ -600,10 +600,11 @@ sync.sync_table({"SyncNet (ours)": syncnet_sync_eval,
 #
 # In a live notebook the next cell gives a slider that delays (positive) or advances (negative)
 # the audio of a test clip and redraws both models' curves; the offset found should follow the
-# slider with the opposite sign. A static page cannot run it, so the book shows three shifts in
-# {numref}`fig-02-audio-shift`.
+# slider with the opposite sign. A static page has no Python behind it: the widget shows its
+# saved state (no shift) and its slider moves without redrawing, so the book also shows three
+# shifts in {numref}`fig-02-audio-shift`.
 
-# %% tags=["hide-input", "remove-output"]
+# %% tags=["hide-input"]
 demo = test_grid[0]
 demo_frames = sync.clip_frames(store, demo["id"], "syncnet")
 demo_wav = store.audio(demo["id"])

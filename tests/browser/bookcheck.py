@@ -512,6 +512,7 @@ def _judge(result: PageResult, probe: dict, page: Path, root: Path, chapter: boo
                  f"cell_output elements, none with content)")
     p.extend(check_refs(landed, root, probe["refs"], set(probe["ids"]), ids_cache))
     result.stats.update({k: probe[k] for k in ("title", "math", "mathjax_loaded", "widgets",
+                                               "widgets_unrendered", "widget_errors",
                                                "images", "cell_outputs_nonempty")})
     result.stats["media"] = len(probe["media"])
     result.stats["refs"] = len(probe["refs"])

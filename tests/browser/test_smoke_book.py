@@ -28,3 +28,15 @@ def test_page(page, book_results):
     if result.problems:
         pytest.fail(f"{page}:\n  " + "\n  ".join(result.problems), pytrace=False)
     assert result.screenshot, f"{page}: no screenshot"
+
+
+@pytest.mark.parametrize("chapter", ["00_corpus", "02_syncnet"])
+def test_the_chapters_widgets_show_their_saved_state(chapter, book_html, book_results):
+    """The scrubber (00) and the audio-shift slider (02) reach the page and render from their
+    embedded state, not as a bare "VBox(...)" text or a gap."""
+    page = next((p for p in book_results if p.endswith(f"{chapter}.html")), None)
+    assert page, f"no page for {chapter}"
+    stats = book_results[page].stats
+    assert stats.get("widgets", 0) >= 1, f"{page}: no widget view on the page"
+    assert stats.get("widgets_unrendered") == 0, f"{page}: {stats}"
+    assert stats.get("widget_errors") == 0, f"{page}: {stats}"
