@@ -711,29 +711,42 @@ def chapter_status(entry: dict | None, metrics: dict | None) -> str:
 
 
 def status_table(record: dict, chapters: list[Chapter], metrics: dict | None = None) -> str:
-    """Markdown table of the run record: what ran, when, on what, how long, and the chapter's
-    status judged on its headline metrics (``metrics``: :func:`run_metrics`)."""
+    """Markdown table of the run record: what ran, when, on what, how long against the budget
+    the chapter declares for the profile (``expected_seconds``), and the chapter's status judged
+    on its headline metrics (``metrics``: :func:`run_metrics`). A last row sums the times."""
     metrics = metrics or {}
-    rows = ["| chapter | status | profile | finished (UTC) | wall time | expected | machine | "
-            "torch | git commit |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| chapter | status | profile | finished (UTC) | wall time | budget | of budget | "
+            "machine | torch | git commit |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    total_wall = total_budget = 0.0
     for chapter in chapters:
         e = record["notebooks"].get(chapter.name)
         if e is None:
-            rows.append(f"| {chapter.name} | not run | | | | | | | |")
+            rows.append(f"| {chapter.name} | not run | | | | | | | | |")
             continue
         m = e.get("machine", {})
         hw = f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores)"
         if m.get("gpu"):
             hw += f", {m['gpu']}"
-        wall = f"{e['wall_seconds']:.0f} s" if e.get("wall_seconds") is not None else ""
-        exp = f"{e['expected_seconds']:.0f} s" if e.get("expected_seconds") else ""
+        wall_s, budget_s = e.get("wall_seconds"), e.get("expected_seconds")
+        wall = f"{wall_s:.0f} s" if wall_s is not None else ""
+        budget = f"{budget_s:.0f} s" if budget_s else ""
+        share = ""
+        if wall_s is not None and budget_s:
+            share = f"{100 * wall_s / budget_s:.0f} %"
+            share = f"**{share}, over**" if wall_s > budget_s else share
+            total_wall += wall_s
+            total_budget += budget_s
         status = chapter_status(e, metrics.get(chapter.name)) + (" ⚠" if e.get("warning") else "")
         commit = (e.get("git_commit") or "")[:10]
         torch_v = e.get("packages", {}).get("torch", "")
         rows.append(f"| {chapter.name} | {_md(status)} | {e.get('profile')} | "
-                    f"{(e.get('finished_at') or '')[:19].replace('T', ' ')} | {wall} | {exp} | "
-                    f"{_md(hw)} | {torch_v} | `{commit}` |")
+                    f"{(e.get('finished_at') or '')[:19].replace('T', ' ')} | {wall} | {budget} | "
+                    f"{share} | {_md(hw)} | {torch_v} | `{commit}` |")
+    if total_budget:
+        rows.append(f"| **all chapters** | | | | {total_wall / 60:.1f} min | "
+                    f"{total_budget / 60:.1f} min | {100 * total_wall / total_budget:.0f} % "
+                    "| | | |")
     return "\n".join(rows)
 
 

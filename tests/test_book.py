@@ -218,6 +218,21 @@ def test_status_page_judges_headline_metrics(project):
     assert "headline target missed" in status
 
 
+def test_status_table_shows_time_against_budget():
+    chapters = [book.Chapter(Path("notebooks/00_a.py")), book.Chapter(Path("notebooks/01_b.py")),
+                book.Chapter(Path("notebooks/02_c.py"))]
+    record = {"notebooks": {
+        "00_a": {"status": "ok", "profile": "cpu", "wall_seconds": 30.0,
+                 "expected_seconds": 60},
+        "01_b": {"status": "ok", "profile": "cpu", "wall_seconds": 90.0,
+                 "expected_seconds": 60}}}
+    table = book.status_table(record, chapters)
+    assert "| 30 s | 60 s | 50 % |" in table
+    assert "| 90 s | 60 s | **150 %, over** |" in table
+    assert "| 02_c | not run |" in table
+    assert "| **all chapters** | | | | 2.0 min | 2.0 min | 100 % |" in table
+
+
 def test_chapter_status_without_metrics():
     assert book.chapter_status(None, None) == "not run"
     assert book.chapter_status({"status": "failed"}, None) == "failed"
