@@ -57,6 +57,7 @@
 # %%
 import inspect
 import math
+import os
 
 import matplotlib as mpl
 import numpy as np
@@ -117,10 +118,23 @@ ch = book.chapter("02_syncnet", profile=profile, seed=seed, device=device,
 store = find_store(ch.artifacts, ch.data_root)
 if syncnet_img_size is None:
     syncnet_img_size = sync.syncnet_crop_size(store)
-train_clips = store.select(split="train")
+# The splits under the names of the store's dataset: the corpus and LRS2 use these;
+# Acappella has val_seen and test_seen; LRS3 only test and trainval (which also
+# validates).
+names = {"train": ("train", "trainval"), "val": ("val", "val_seen", "trainval"),
+         "test": ("test", "test_seen"), "test_unseen": ("test_unseen",)}
+present = {rec["split"] for rec in store.clips}
+splits = {role: next((n for n in options if n in present), role)
+          for role, options in names.items()}
+test_splits = (splits["test"], splits["test_unseen"])
+test_groups = {splits["test"]: "seen", splits["test_unseen"]: "unseen"}
+# The corpus's test clips are untouched sentences ("grid") and shifted sync-test clips
+# ("sync"); a real dataset's clips have no kind and are all untouched.
+clean_kind = "grid" if any(sync.clip_kind(rec) for rec in store.clips) else None
+train_clips = store.select(split=splits["train"])
 print(f"store {ch.rel(store.root)}: {len(store)} clips, "
       f"{len(train_clips)} for training; "
-      f"SyncNet crops {syncnet_img_size}x{syncnet_img_size}")
+      f"SyncNet crops {syncnet_img_size}x{syncnet_img_size}; splits {splits}")
 
 # %% [markdown]
 # ## Why sync matters
@@ -133,7 +147,7 @@ print(f"store {ch.rel(store.root)}: {len(store)} clips, "
 # offset. {numref}`fig-02-inputs` shows what the networks see for one window of a training clip.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One 5-frame window of a training clip as each network sees it. Top: SyncNet's crops of the whole face and its 13×20 MFCC window. Bottom: the lower halves of the 96×96 face crops the expert reads, and its 80×16 mel window.", "name": "fig-02-inputs"}}
-pairs = SyncPairs(store, split="train")
+pairs = SyncPairs(store, split=splits["train"])
 example_id = pairs.clips[0]
 f0 = 20
 crops_syncnet = store.frames(example_id, "syncnet", f0, 5)
@@ -292,7 +306,8 @@ plotting.save(fig, ch.figures / "objectives.png");
 syncnet_recipe = sync.SyncNetRecipe(
     store, SyncNetConfig(syncnet_width, syncnet_emb_dim, syncnet_img_size),
     batch_size=syncnet_batch_size, negatives=syncnet_negatives, val_batches=val_batches,
-    seed=seed, margin=syncnet_margin, max_shift=syncnet_max_shift)
+    seed=seed, margin=syncnet_margin, max_shift=syncnet_max_shift,
+    train_split=splits["train"], val_split=splits["val"])
 Code("\n".join(inspect.getsource(f) for f in (sync.SyncRecipe.training_step,
                                                sync.SyncNetRecipe.loss)),
      language="python")
@@ -334,7 +349,8 @@ plotting.save(fig, ch.figures / "syncnet_training.png");
 expert_recipe = sync.ExpertRecipe(store, Wav2LipExpertConfig(expert_width),
                                   batch_size=expert_batch_size,
                                   negatives=expert_negatives, val_batches=val_batches,
-                                  seed=seed)
+                                  seed=seed, train_split=splits["train"],
+                                  val_split=splits["val"])
 Code(inspect.getsource(sync.ExpertRecipe.loss), language="python")
 
 # %% mystnb={"figure": {"caption": "The Wav2Lip expert's training run: BCE on the cosine of its two embeddings (left) and the share of pairs called correctly (right); lines are training batches, dots the fixed validation batches. Dashed: chance (ln 2 = 0.693, every pair scored 0.5; 50 %); dotted: the validation loss the Wav2Lip authors aim for on LRS2.", "name": "fig-02-expert-training"}}
@@ -372,15 +388,15 @@ plotting.save(fig, ch.figures / "expert_training.png");
 # %%
 syncnet = syncnet.to(device)
 expert = expert.to(device)
-test_grid = sync.store_clips(store, ("test", "test_unseen"), "grid", eval_max_clips)
-test_sync = sync.store_clips(store, ("test", "test_unseen"), "sync", eval_max_clips)
+test_grid = sync.store_clips(store, test_splits, clean_kind, eval_max_clips)
+test_sync = sync.store_clips(store, test_splits, "sync", eval_max_clips)
 t0 = ch.seconds()
 lse = []
 for rec in test_grid + test_sync:
     result = sync.syncnet_offset(syncnet, sync.clip_frames(store, rec["id"], "syncnet"),
                                  store.audio(rec["id"]), device=device)
-    lse.append({"clip": rec["id"], "kind": sync.clip_kind(rec),
-                "group": "seen" if rec["split"] == "test" else "unseen",
+    lse.append({"clip": rec["id"], "kind": sync.clip_kind(rec) or rec["dataset"],
+                "group": test_groups[rec["split"]],
                 "true_offset": sync.true_offset(rec), "offset": result.offset,
                 "LSE-D": result.min_dist, "LSE-C": result.confidence,
                 "mean_dists": result.mean_dists})
@@ -405,14 +421,14 @@ def expert_curve(clip_id, wav):
 # through the expert (its mean cosine, where the best offset is the maximum).
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Mean distance (SyncNet, left) and mean cosine (Wav2Lip expert, right) against the candidate offset, for an untouched test clip and three clips whose audio was delayed; the dotted lines mark each clip's true offset, the legend the offset each network found.", "name": "fig-02-distance-vs-offset"}}
-shown = ([lse[lse["kind"] == "grid"].iloc[0]]
+shown = ([lse[lse["kind"] != "sync"].iloc[0]]
          + [row for _, row in lse[lse["kind"] == "sync"].head(3).iterrows()])
 # the untouched clip in black, the shifted ones from the colormap (not a model colour)
 clip_colors = [plotting.COLORS["truth"],
                *(mpl.colormaps[plotting.CMAP](v) for v in (0.35, 0.55, 0.75))]
 fig, axes = plotting.figure(1, 2, height=2.8)
 for row, color in zip(shown, clip_colors):
-    label = ("untouched clip" if row["kind"] == "grid"
+    label = ("untouched clip" if row["kind"] != "sync"
              else f"audio delayed {-row['true_offset']:+d} frames")
     cos_curve = expert_curve(row["clip"], store.audio(row["clip"]))
     axes[0].plot(offsets, row["mean_dists"], color=color,
@@ -440,17 +456,21 @@ plotting.save(fig, ch.figures / "distance_vs_offset.png");
 
 # %%
 t0 = ch.seconds()
-expert_sync_eval = sync.evaluate_store(expert_scorer, store, kind="sync",
-                                       max_clips=eval_max_clips, keep_scores=True)
-syncnet_sync_eval = sync.evaluate_store(syncnet_scorer, store, kind="sync",
-                                        max_clips=eval_max_clips)
+sync_evals = {}  # a real dataset has no sync-test clips
+if test_sync:
+    sync_evals = {
+        name: sync.evaluate_store(scorer, store, test_splits, test_groups, "sync",
+                                  max_clips=eval_max_clips, keep_scores=True)
+        for name, scorer in (("SyncNet (ours)", syncnet_scorer),
+                             ("Wav2Lip expert (ours)", expert_scorer))}
 shifted = lse[lse["kind"] == "sync"].copy()
-shifted["expert offset"] = [sync.clip_offset(expert_sync_eval.scores[c])
-                            for c in shifted["clip"]]
+shifted["expert offset"] = [
+    sync.clip_offset(sync_evals["Wav2Lip expert (ours)"].scores[c])
+    for c in shifted["clip"]]
 shifted = shifted.rename(columns={"offset": "SyncNet offset"})
 print(f"sync-test clips scored in {ch.seconds() - t0:.1f} s")
 within = {name: float(np.mean(np.abs(shifted[name] - shifted["true_offset"]) <= 1))
-          for name in ("SyncNet offset", "expert offset")}
+          if len(shifted) else math.nan for name in ("SyncNet offset", "expert offset")}
 print(f"{len(shifted)} sync-test clips; offset found within ±1 frame: "
       f"SyncNet {within['SyncNet offset']:.0%}, expert {within['expert offset']:.0%}")
 
@@ -494,9 +514,11 @@ plotting.save(fig, ch.figures / "offsets.png");
 chance = 100 * 3 / 31  # three of the 31 candidates lie within ±1 frame of the truth
 chance_tolerance = 5.0  # percentage points: how far a guesser scatters on a few clips
 t0 = ch.seconds()
-syncnet_eval = sync.evaluate_store(syncnet_scorer, store, max_clips=eval_max_clips,
+syncnet_eval = sync.evaluate_store(syncnet_scorer, store, test_splits, test_groups,
+                                   clean_kind, max_clips=eval_max_clips,
                                    keep_scores=True)
-expert_eval = sync.evaluate_store(expert_scorer, store, max_clips=eval_max_clips,
+expert_eval = sync.evaluate_store(expert_scorer, store, test_splits, test_groups,
+                                  clean_kind, max_clips=eval_max_clips,
                                   keep_scores=True)
 eval_s = ch.seconds() - t0
 ours = sync.sync_table({"SyncNet (ours)": syncnet_eval,
@@ -545,8 +567,8 @@ silent_fraction = float(np.mean(np.concatenate([
     ~sync.speech_windows(wav, sync.num_sync_windows(r["n_frames"], len(wav)))
     for r, wav in ((r, test_audio[r["id"]]) for r in test_grid)])))
 t0 = ch.seconds()
-oracle_eval = sync.evaluate_store(sync.AudioOracleScorer(), store,
-                                  max_clips=eval_max_clips)
+oracle_eval = sync.evaluate_store(sync.AudioOracleScorer(), store, test_splits,
+                                  test_groups, clean_kind, max_clips=eval_max_clips)
 speech_tables = {"SyncNet (ours)": sync.accuracy_on_speech(syncnet_eval, store),
                  "Wav2Lip expert (ours)": sync.accuracy_on_speech(expert_eval, store)}
 print(f"{silent_fraction:.0%} of the 5-frame audio windows of the test sentences are "
@@ -592,8 +614,9 @@ plotting.save(fig, ch.figures / "pair_scores.png");
 # candidate lies outside the clip and is masked), so these accuracies are capped below 100 %.
 
 # %%
-sync.sync_table({"SyncNet (ours)": syncnet_sync_eval,
-                 "Wav2Lip expert (ours)": expert_sync_eval}, paper=False).round(1)
+sync_test_table = (sync.sync_table(sync_evals, paper=False) if sync_evals
+                   else pd.DataFrame())
+sync_test_table.round(1)
 
 # %% [markdown]
 # ## Shift the audio yourself
@@ -694,13 +717,20 @@ lse_table.round(3)
 # %%
 t0 = ch.seconds()
 protocol_rows = []
-for rec in test_grid[:protocol_clips] + test_sync[:protocol_clips]:
+# both paths decode a video file (Acappella's clips are folders of JPEG frames)
+videos = [rec for rec in test_grid[:protocol_clips] + test_sync[:protocol_clips]
+          if os.path.isfile(rec["source"])]
+for rec in videos:
     for protocol in ("avlib", "syncnet_python"):
         result = sync.lse(rec["source"], syncnet, protocol=protocol, device=device)
         protocol_rows.append({"clip": rec["id"], "protocol": protocol,
                               "offset": result.offset, "LSE-D": result.min_dist,
                               "LSE-C": result.confidence})
-by_protocol = pd.DataFrame(protocol_rows).pivot(index="clip", columns="protocol")
+measures = ["offset", "LSE-D", "LSE-C"]
+by_protocol = (pd.DataFrame(protocol_rows, columns=["clip", "protocol", *measures])
+               .pivot(index="clip", columns="protocol")
+               .reindex(columns=pd.MultiIndex.from_product(
+                   [measures, ["avlib", "syncnet_python"]])))
 for metric in ("LSE-D", "LSE-C"):
     by_protocol[(metric, "change (%)")] = 100 * (
         by_protocol[(metric, "syncnet_python")] / by_protocol[(metric, "avlib")] - 1)
@@ -733,9 +763,6 @@ def table_json(table: pd.DataFrame) -> dict:
             for (m, g), row in table.iterrows()}
 
 
-sync_test_table = sync.sync_table(
-    {"SyncNet (ours)": syncnet_sync_eval, "Wav2Lip expert (ours)": expert_sync_eval},
-    paper=False)
 trained = {"syncnet": (syncnet, syncnet_hist, syncnet_dir, syncnet_batch_size,
                        syncnet_negatives, syncnet_lr),
            "wav2lip_expert": (expert, expert_hist, expert_dir, expert_batch_size,
@@ -759,8 +786,8 @@ extra = {
     "accuracy_sync_test": table_json(sync_test_table),
     "ceiling_and_speech_windows": table_json(ceiling_table),
     "silent_window_fraction": silent_fraction,
-    "lse_syncnet_python_vs_avlib_mean_abs_change_pct": lse_change,
-    "shifted_offsets_within_1": within,
+    "lse_syncnet_python_vs_avlib_mean_abs_change_pct": lse_change if videos else None,
+    "shifted_offsets_within_1": within if len(shifted) else None,
     "lse": {f"{k} | {g}": {c: round(float(v), 4) for c, v in row.items()}
             for (k, g), row in lse_table.iterrows()},
 }
@@ -803,11 +830,12 @@ for key, (net, hist, folder, *_) in trained.items():
         {"model": key, "size": size, "split": "", "metric": "parameters",
          "value": count_parameters(net), "unit": ""},
     ]
+clean = sync.clip_kind(test_grid[0]) or test_grid[0]["dataset"]  # "grid", "lrs2"...
 for g, split in groups.items():
-    if ("grid", g) in lse_table.index:
+    if (clean, g) in lse_table.index:
         other_rows += [{"model": "syncnet", "size": syncnet_size, "split": split,
                         "metric": f"{name}, untouched test sentences",
-                        "value": lse_table.loc[("grid", g), name], "unit": ""}
+                        "value": lse_table.loc[(clean, g), name], "unit": ""}
                        for name in ("LSE-D", "LSE-C")]
 
 # %%
@@ -818,7 +846,8 @@ headline_rows = [
     for row in sync.headline_rows(
         key, size, speech_tables[name], 100 * within[offset_column], n_shifted,
         chance=chance, window_tolerance=chance_tolerance,
-        targets=expert_targets if key == "wav2lip_expert" else None)]
+        targets=expert_targets if key == "wav2lip_expert" else None)
+    if n_shifted or row["metric"] != sync.CLIP_METRIC]  # real data: no sync-test clips
 rows = headline_rows + other_rows
 ch.save_metrics(rows, extra=extra, task="sync")
 
@@ -840,8 +869,9 @@ def verdict_line(row: dict) -> str:
 
 lines = ["On the speech windows of the test sentences, at 15 frames:", ""]
 lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.SPEECH_METRIC]
-lines += ["", f"Whole-clip offsets of the {n_shifted} shifted sync-test clips:", ""]
-lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.CLIP_METRIC]
+if n_shifted:
+    lines += ["", f"Whole-clip offsets of the {n_shifted} shifted sync-test clips:", ""]
+    lines += [verdict_line(r) for r in headline_rows if r["metric"] == sync.CLIP_METRIC]
 all_windows = {(r["model"], r["split"]): r["value"] for r in rows if r["metric"] == ALL}
 lines += ["", "On all windows, silent stretches included:", ""]
 for key, (name, _, _) in models.items():

@@ -9,6 +9,7 @@ from avlib.lipsync import evaluate as E
 from avlib.models import Wav2Lip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+HAS_TRUTH = E._has_truth  # the fixture below pretends the toy store is a corpus store
 
 
 class Spy(torch.nn.Module):
@@ -37,6 +38,7 @@ def patched(monkeypatch, toy_sync_store):
 
     monkeypatch.setattr(E, "lse_scores", fake_lse)
     monkeypatch.setattr(E, "true_mouth", fake_truth)
+    monkeypatch.setattr(E, "_has_truth", lambda store, clip: True)  # as if a corpus store
     class View:  # the toy store has no source videos to paste into
         def __init__(self, store):
             pass
@@ -78,3 +80,13 @@ def test_every_system_is_measured_on_the_same_pairs(patched, toy_sync_store):
     table = ev.table()
     assert list(table.columns) == list(E.METRICS)
     assert np.isnan(table.loc["spy", "lip-gap r"])  # no mesh found on the toy faces
+
+
+def test_clips_without_corpus_truth_have_no_lip_gap(patched, toy_sync_store, monkeypatch):
+    # a real dataset's store (LRS2) has no ground-truth sidecars, as the toy store
+    monkeypatch.setattr(E, "_has_truth", HAS_TRUTH)
+    ev = E.evaluate_generators({"spy": Spy()}, toy_sync_store, syncnet=None, split="train",
+                               n_pairs=2, progress=False)
+    assert patched["truth"] == [] and ev.opening is None
+    assert all(np.isnan(row["lip-gap r"]) for row in ev.rows.values())
+    assert np.isfinite(ev.rows["spy"]["LSE-D"])  # everything else is measured

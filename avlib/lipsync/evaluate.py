@@ -12,7 +12,8 @@ returns one row per system:
   ``run_pipeline.py`` cuts faces for SyncNet (:func:`avlib.data.crops.crop_syncnet`, the store's
   ``syncnet`` crop size), as Wav2Lip's evaluation scores the videos it generated; the
   **lip-gap correlation**
-  with the renderer's true opening of the *audio* clip, and the **lip-landmark distance** to the
+  with the renderer's true opening of the *audio* clip (corpus clips only: a real dataset's
+  store has no such truth, and the metric is NaN), and the **lip-landmark distance** to the
   audio clip's real mouth (mouth widths; both meshed on 96x96 crops);
 - **self pairs**: each unseen clip re-synced to its own audio, its reference frames taken in
   reverse order (same identity, another mouth: the reference cannot give the answer away), for
@@ -56,14 +57,14 @@ class LipsyncEvaluation:
     ``rows``: system -> metric -> mean over pairs (NaN where undefined); ``per_pair``: system ->
     list of per-pair dicts; ``pairs``: the cross pairs; ``samples``: system -> the frames
     generated for the first cross pair (for figures and videos); ``opening``: which truth the
-    lip gap was correlated with.
+    lip gap was correlated with (None: the clips have no corpus truth, e.g. LRS2).
     """
 
     rows: dict[str, dict[str, float]]
     per_pair: dict[str, list[dict]]
     pairs: list[tuple[str, str]]
     samples: dict[str, np.ndarray] = field(default_factory=dict)
-    opening: str = "gap"
+    opening: str | None = "gap"
 
     def table(self):
         """The rows as a pandas DataFrame (systems x metrics)."""
@@ -83,6 +84,12 @@ def _face96_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     x0 = int(min(max(box[0], 0), width - 2))
     y0 = int(min(max(box[1], 0), height - 2))
     return x0, y0, int(min(max(box[2], x0 + 2), width)), int(min(max(box[3], y0 + 2), height))
+
+
+def _has_truth(store: ClipStore, clip: str) -> bool:
+    """Whether ``clip`` has the renderer's ground truth: a corpus clip's sidecar (a real
+    dataset's clip has none)."""
+    return bool((store.meta(clip).get("extra") or {}).get("sidecar"))
 
 
 class SyncNetView:
@@ -133,6 +140,7 @@ def evaluate_generators(generators: dict[str, torch.nn.Module], store: ClipStore
             gap; or a mouth parameter such as ``"jaw_open"``).
     """
     pairs = cross_pairs(store, split=split, seed=seed, n=n_pairs)
+    has_truth = all(_has_truth(store, audio_clip) for audio_clip, _ in pairs)
     systems = [*BASELINES, *generators]
     per_pair: dict[str, list[dict]] = {s: [] for s in systems}
     samples: dict[str, np.ndarray] = {}
@@ -149,7 +157,7 @@ def evaluate_generators(generators: dict[str, torch.nn.Module], store: ClipStore
     for i, (audio_clip, face_clip) in enumerate(pairs):
         wav = store.audio(audio_clip)
         mel = store.feature(audio_clip, MEL_FEATURE).astype(np.float32)
-        truth = true_mouth(store, audio_clip, opening=opening)["opening"]
+        truth = true_mouth(store, audio_clip, opening=opening)["opening"] if has_truth else None
         real = faces(audio_clip)
         real_mesh = mesh_landmarks(real)
         n = min(len(faces(face_clip)), len(real))
@@ -179,7 +187,8 @@ def evaluate_generators(generators: dict[str, torch.nn.Module], store: ClipStore
             mesh = real_mesh[: len(video)] if name == "real" else mesh_landmarks(video)
             row = {"LSE-D": scores["lse_d"], "LSE-C": scores["lse_c"],
                    "offset": scores["offset"],
-                   "lip-gap r": lip_gap_correlation(mesh, truth),
+                   "lip-gap r": (math.nan if truth is None
+                                 else lip_gap_correlation(mesh, truth)),
                    "lip landmark distance": lip_landmark_distance(mesh, real_mesh[: len(mesh)])}
             if name in generators:
                 again = synthesize_crops(generators[name], own, own_mel, batch_size=batch_size,
@@ -196,4 +205,4 @@ def evaluate_generators(generators: dict[str, torch.nn.Module], store: ClipStore
     bar.close()
     rows = {name: {m: _mean(r.get(m) for r in per_pair[name]) for m in (*METRICS, "offset")}
             for name in systems}
-    return LipsyncEvaluation(rows, per_pair, pairs, samples, opening)
+    return LipsyncEvaluation(rows, per_pair, pairs, samples, opening if has_truth else None)
