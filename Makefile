@@ -37,7 +37,7 @@ unit: venv
 # of rendered clips, preprocessed by chapter 01 and read by the chapters that use each layout
 # (02 on LRS2/LRS3/Acappella, 03 and 04 on LRS2, 05 on GRID, 06 and 07 on LRW) under `smoke`,
 # two layouts at a time. Outputs in _build/realdata/, never in the smoke book's records. `make
-# unit` does not collect tests/realdata: pytest collects it only when named (its conftest.py).
+# unit` does not collect tests/realdata: pytest collects it only when named (tests/conftest.py).
 realdata: venv
 	$(PY) -m pytest tests/realdata -q
 
@@ -51,7 +51,7 @@ smoke-book: venv
 # from file://, failing on console errors, broken images or links, audio/video that cannot play,
 # maths MathJax did not typeset, unrendered widgets, chapters without outputs; screenshots and
 # report.json in _build/browser/smoke/ (tests/browser/bookcheck.py). `make unit` does not collect
-# tests/browser: pytest collects it only when named on the command line (its conftest.py).
+# tests/browser: pytest collects it only when named on the command line (tests/conftest.py).
 browser-check: venv
 	$(PY) -m pytest tests/browser -q
 

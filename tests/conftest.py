@@ -7,10 +7,15 @@
 - ``toy_sync_store``: a small clip store whose lower faces brighten with each frame's loudness
   (a learnable, clip-specific sync cue), in every split the sync code reads (``train``, ``val``,
   ``test``, ``test_unseen``) plus one sync-test clip whose audio is delayed by 3 frames.
+
+``tests/browser`` and ``tests/realdata`` are collected only when named on the command line
+(``make browser-check``, ``make realdata``): they need a built book or run chapters, so ``make
+unit`` (plain ``pytest``) leaves them out.
 """
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +24,28 @@ import torch
 from avlib.audio import SAMPLES_PER_FRAME, syncnet_mfcc, vocalist_mel, wav2lip_mel
 from avlib.data.store import ClipStore, StoreWriter
 from avlib.models import SyncNet, VocaLiST, Wav2LipExpert, mtd_vocalist
+
+#: Folders pytest collects only when a path inside them is named on the command line.
+ONLY_WHEN_NAMED = tuple(Path(__file__).resolve().parent / name
+                        for name in ("browser", "realdata"))
+
+
+def _named(folder: Path, config) -> bool:
+    base = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path = (base / str(arg).split("::")[0]).resolve()
+        if path == folder or folder in path.parents:
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path, config):
+    path = Path(collection_path).resolve()
+    for folder in ONLY_WHEN_NAMED:
+        if (path == folder or folder in path.parents) and not _named(folder, config):
+            return True
+    return None
+
 
 TOY_FRAMES = 24  #: frames per toy clip (>= 15 for SyncPairs)
 TOY_SYNCNET_SIZE = 56  #: SyncNet crop side of the toy store (the network needs >= 51)

@@ -15,24 +15,9 @@ import pytest
 
 from . import bookcheck
 
-HERE = Path(__file__).resolve().parent
 
 PROFILE = "smoke"
 
-
-def _named_on_command_line(config) -> bool:
-    base = Path(config.invocation_params.dir)
-    for arg in config.args:
-        path = (base / str(arg).split("::")[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
-def pytest_ignore_collect(collection_path, config):
-    if not _named_on_command_line(config):
-        return True
-    return None
 
 
 @pytest.fixture(scope="session")

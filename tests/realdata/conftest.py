@@ -26,20 +26,6 @@ HERE = Path(__file__).resolve().parent
 _TIMES: dict[str, float] = {}  # "all" and each layout: wall seconds of this session's runs
 
 
-def _named_on_command_line(config) -> bool:
-    base = Path(config.invocation_params.dir)
-    for arg in config.args:
-        path = (base / str(arg).split("::")[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
-def pytest_ignore_collect(collection_path, config):
-    if not _named_on_command_line(config):
-        return True
-    return None
-
 
 @pytest.fixture(scope="session")
 def out() -> Path:
