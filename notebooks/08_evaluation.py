@@ -494,7 +494,8 @@ syncnet = syncnet.to(device)
 print(f"Wav2Lip {products04['wav2lip']}, lip reader {products06[full_key]}, "
       f"VCA-GAN {products05['vcagan']}, SyncNet {ch.rel(syncnet_dir)}")
 rng = np.random.default_rng(seed)
-work = Path(tempfile.mkdtemp(prefix="avlib-08-"))
+scratch = tempfile.TemporaryDirectory(prefix="avlib-08-")  # generated videos
+work = Path(scratch.name)
 
 
 def derangement(n: int) -> np.ndarray:
@@ -600,6 +601,7 @@ for k, (clip, face_clip) in enumerate(sentence_list):
 voiced = pd.DataFrame(voice_rows)
 voice_table = voiced.groupby("system", sort=False)[["STOI", "ESTOI"]].mean()
 voice_table.index = [f"VCA-GAN from {label(k)}" for k in voice_table.index]
+scratch.cleanup()  # the last use of the generated videos (the example was copied)
 plotting.table(voice_table.round(3))
 
 # %% [markdown]
